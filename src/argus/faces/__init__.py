@@ -1,0 +1,1 @@
+"""Face detection, alignment, embedding and emotion: numpy pre/post-processing shared by every backend."""
