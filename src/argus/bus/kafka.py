@@ -1,0 +1,170 @@
+"""Apache Kafka bus over kafka-python.
+
+Producer settings favour not losing acknowledged frames over latency: ``acks=all`` with the idempotent producer
+(no duplicates from producer retries, order kept per partition). Consumers never auto-commit; the stage runner
+commits after its own outputs were flushed. Errors from kafka-python are translated into BusError naming the
+topic and broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from argus.bus.base import Record
+from argus.errors import BusError
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a 4K JPEG frame fits; matches the topic's max.message.bytes
+TOPIC_CONFIG = {
+    "max.message.bytes": str(MAX_MESSAGE_BYTES),
+    "retention.ms": str(6 * 3600 * 1000),  # frames are transient; history lives in MongoDB
+    "cleanup.policy": "delete",
+}
+
+
+class KafkaBus:
+    name = "kafka"
+
+    def __init__(self, *, bootstrap: str, partitions: int = 6, client_id: str = "argus") -> None:
+        from kafka import KafkaProducer
+
+        self._bootstrap = bootstrap
+        self._partitions = partitions
+        self._client_id = client_id
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap.split(","),
+                client_id=client_id,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                max_request_size=MAX_MESSAGE_BYTES,
+                retries=2**31 - 1,
+                delivery_timeout_ms=120_000,
+            )
+        except Exception as e:
+            raise BusError(f"cannot connect a Kafka producer to {bootstrap}: {e}") from e
+        self._pending: list[Any] = []
+
+    def ensure_topics(self, topics: Sequence[str]) -> None:
+        from kafka.admin import KafkaAdminClient, NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self._bootstrap.split(","), client_id=self._client_id)
+        except Exception as e:
+            raise BusError(f"cannot reach Kafka at {self._bootstrap}: {e}") from e
+        try:
+            existing = set(admin.list_topics())
+            new = [
+                NewTopic(t, num_partitions=self._partitions, replication_factor=1, topic_configs=TOPIC_CONFIG)
+                for t in topics
+                if t not in existing
+            ]
+            if new:
+                try:
+                    admin.create_topics(new)
+                    log.info("created Kafka topics %s", [t.name for t in new])
+                except TopicAlreadyExistsError:
+                    pass  # another stage created it between list and create
+        except Exception as e:
+            raise BusError(f"cannot create topics {list(topics)} on {self._bootstrap}: {e}") from e
+        finally:
+            admin.close()
+
+    def publish(self, topic: str, *, key: bytes | None, value: bytes) -> None:
+        try:
+            self._pending.append((topic, self._producer.send(topic, key=key, value=value)))
+        except Exception as e:
+            raise BusError(f"cannot publish to {topic!r} ({len(value)} bytes): {e}") from e
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except Exception as e:
+            raise BusError(f"Kafka flush to {self._bootstrap} failed: {e}") from e
+        pending, self._pending = self._pending, []
+        failed = [(t, f.exception) for t, f in pending if f.failed()]
+        unacked = [t for t, f in pending if not f.is_done]
+        if failed or unacked:
+            t, exc = failed[0] if failed else (unacked[0], "not acknowledged in time")
+            raise BusError(f"{len(failed) + len(unacked)} message(s) not acknowledged, first on {t!r}: {exc}")
+
+    def consumer(self, topics: Sequence[str], *, group: str) -> KafkaBusConsumer:
+        return KafkaBusConsumer(bootstrap=self._bootstrap, topics=topics, group=group, client_id=self._client_id)
+
+    def close(self) -> None:
+        try:
+            self._producer.close(timeout=10)
+        except Exception as e:
+            log.warning("closing the Kafka producer failed: %s", e)
+
+
+class KafkaBusConsumer:
+    def __init__(self, *, bootstrap: str, topics: Sequence[str], group: str, client_id: str) -> None:
+        from kafka import KafkaConsumer
+
+        try:
+            self._c = KafkaConsumer(
+                *topics,
+                bootstrap_servers=bootstrap.split(","),
+                group_id=group,
+                client_id=f"{client_id}-{group}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+                fetch_max_bytes=4 * MAX_MESSAGE_BYTES,
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=1_000,
+                max_poll_interval_ms=300_000,
+            )
+        except Exception as e:
+            raise BusError(f"cannot join consumer group {group!r} on {bootstrap} for {list(topics)}: {e}") from e
+        self._group = group
+
+    def poll(self, *, max_records: int, timeout_s: float) -> list[Record]:
+        try:
+            batches = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except Exception as e:
+            raise BusError(f"poll failed for group {self._group!r}: {e}") from e
+        out = [
+            Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+            for records in batches.values()
+            for r in records
+        ]
+        out.sort(key=lambda r: r.timestamp_ms)
+        return out
+
+    def commit(self, records: Sequence[Record]) -> None:
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        offsets: dict[Any, Any] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            if tp not in offsets or offsets[tp].offset < r.offset + 1:
+                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+        if not offsets:
+            return
+        try:
+            self._c.commit(offsets)
+        except Exception as e:
+            raise BusError(f"commit failed for group {self._group!r}: {e}") from e
+
+    def lag(self) -> int:
+        try:
+            parts = self._c.assignment()
+            if not parts:
+                return 0
+            ends = self._c.end_offsets(list(parts))
+            return int(sum(max(0, ends[tp] - self._c.position(tp)) for tp in parts))
+        except Exception:
+            return 0  # lag is a metric; never fail the stage over it
+
+    def close(self) -> None:
+        try:
+            self._c.close(autocommit=False)
+        except Exception as e:
+            log.warning("closing Kafka consumer of group %s failed: %s", self._group, e)

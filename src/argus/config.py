@@ -1,0 +1,159 @@
+"""Settings from environment variables (12-factor), validated once at start-up.
+
+Every variable is ``ARGUS_<FIELD>``; nested values (per-watch-list thresholds) are JSON. A bad value stops the
+process before it touches a camera or a broker, with one line per problem naming the variable, what was expected
+and what was given. Secrets are ``SecretStr``: they never appear in logs, reprs or ``argus config`` output.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from argus.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class BusKind(str, Enum):
+    memory = "memory"
+    kafka = "kafka"
+
+
+class BackendKind(str, Enum):
+    onnxruntime = "onnxruntime"
+    triton = "triton"
+
+
+class StoreKind(str, Enum):
+    embedded = "embedded"
+    mongodb = "mongodb"
+
+
+class DetectorKind(str, Enum):
+    mtcnn = "mtcnn"
+    blazeface = "blazeface"
+
+
+class Settings(BaseSettings):
+    """All of Argus's knobs. Defaults are the embedded laptop mode; Kubernetes sets the server ones."""
+
+    model_config = SettingsConfigDict(env_prefix="ARGUS_", frozen=True, extra="forbid", case_sensitive=False)
+
+    # where things live
+    data_dir: Path = Field(default=Path(".argus"), description="Local state: gallery, embedded store, logs.")
+    cameras_file: Path | None = Field(default=None, description="Camera registry (TOML): id, name, url, fps, location.")
+    model_repository: Path = Field(default=REPO_ROOT / "triton_models", description="Triton-layout model repository.")
+
+    # seams
+    bus: BusKind = Field(default=BusKind.memory, description="Message bus: memory (one process) or kafka.")
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    kafka_partitions: int = Field(default=6, ge=1, le=1024, description="Partitions per topic when Argus creates it.")
+    backend: BackendKind = Field(default=BackendKind.onnxruntime, description="Inference: in-process ORT or Triton.")
+    triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
+    triton_timeout_s: float = Field(default=10.0, gt=0, description="Per-request Triton deadline.")
+    store: StoreKind = Field(default=StoreKind.embedded, description="Event store: embedded (SQLite) or mongodb.")
+    mongo_uri: SecretStr = Field(default=SecretStr("mongodb://127.0.0.1:27017"), description="MongoDB URI (secret).")
+    mongo_database: str = Field(default="argus", description="MongoDB database name.")
+    retention_days: int = Field(default=90, ge=1, description="Event/alert retention (MongoDB TTL index).")
+    gallery_path: Path | None = Field(default=None, description="FAISS gallery directory (default data_dir/gallery).")
+    gallery_index: str = Field(default="flat", pattern="^(flat|hnsw)$", description="flat (exact) or hnsw (ANN).")
+
+    # inference
+    detector: DetectorKind = Field(default=DetectorKind.mtcnn, description="Face detector model family.")
+    min_face_size: int = Field(default=40, ge=12, le=1000, description="Smallest face searched for, pixels.")
+    det_threshold: float = Field(default=0.95, gt=0, lt=1, description="Final detector score to keep a face.")
+    batch_max: int = Field(default=8, ge=1, le=256, description="Frames per inference micro-batch.")
+    batch_wait_ms: int = Field(default=20, ge=0, le=5000, description="Max wait to fill a micro-batch.")
+    ort_threads: int = Field(default=0, ge=0, le=256, description="ONNX Runtime intra-op threads (0 = all cores).")
+
+    # matching and alerting
+    match_threshold: float = Field(default=0.0, ge=-1, le=1, description="Cosine threshold; 0 means model default.")
+    watchlist_thresholds: dict[str, float] = Field(
+        default_factory=dict, description='Per-watch-list cosine thresholds, JSON: {"vip": 0.8}.'
+    )
+    top_k: int = Field(default=5, ge=1, le=100, description="Candidates kept per face as review evidence.")
+    min_quality_size: float = Field(default=40.0, ge=0, description="Faces smaller than this (px) are not matched.")
+    min_quality_blur: float = Field(default=15.0, ge=0, description="Faces blurrier than this are not matched.")
+    cooldown_s: float = Field(default=60.0, ge=0, description="One alert per (person, camera) per window.")
+    sinks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["log"], description="Alert sinks, comma-separated: log, webhook, kafka."
+    )
+    webhook_url: SecretStr | None = Field(default=None, description="Webhook for alerts (may embed a token).")
+    store_crops: bool = Field(default=True, description="Keep face crops in event history (evidence).")
+
+    # ingest
+    jpeg_quality: int = Field(default=85, ge=10, le=100, description="JPEG quality for frames on the bus.")
+    ingest_queue: int = Field(default=16, ge=1, le=10000, description="Frames buffered per camera (drop oldest).")
+
+    # operations
+    metrics_port: int = Field(default=9100, ge=0, le=65535, description="/metrics, /healthz, /readyz port (0 = off).")
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+
+    @field_validator("sinks", mode="before")
+    @classmethod
+    def _split_sinks(cls, v: Any) -> Any:
+        if isinstance(v, str) and not v.lstrip().startswith("["):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+    @field_validator("sinks")
+    @classmethod
+    def _known_sinks(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in {"log", "webhook", "kafka"}]
+        if bad:
+            raise ValueError(f"expected sinks among log, webhook, kafka; got {', '.join(bad)}")
+        return v
+
+    @field_validator("watchlist_thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: t for k, t in v.items() if not -1.0 <= t <= 1.0}
+        if bad:
+            raise ValueError(f"expected cosine thresholds in [-1, 1], got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> Settings:
+        if "webhook" in self.sinks and self.webhook_url is None:
+            raise ValueError("sink 'webhook' is enabled but ARGUS_WEBHOOK_URL is not set")
+        return self
+
+    @property
+    def gallery_dir(self) -> Path:
+        return self.gallery_path or self.data_dir / "gallery"
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings safe to print or log: secrets masked."""
+        out: dict[str, Any] = {}
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                out[name] = "**********" if value.get_secret_value() else ""
+            elif isinstance(value, Enum):
+                out[name] = value.value
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            else:
+                out[name] = value
+        return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment plus ``overrides``; turn pydantic's errors into one ConfigError."""
+    try:
+        return Settings(**overrides)
+    except SettingsError as e:  # raised for unparsable JSON values before validation runs
+        raise ConfigError(f"invalid configuration: {e} (JSON expected for this variable)") from e
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            var = f"ARGUS_{field.upper()}" if err["loc"] else "settings"
+            given = err.get("input")
+            shown = "" if "secret" in field or "uri" in field or "url" in field else f" (got {given!r})"
+            lines.append(f"{var}: {err['msg']}{shown}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from e

@@ -1,0 +1,57 @@
+"""JPEG and colour-layout helpers with errors that say what the image was and why it was refused."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from argus.errors import InputError
+
+
+def as_bgr(img: np.ndarray, *, where: str = "image") -> np.ndarray:
+    """Any grey (H×W, H×W×1), BGR or BGRA uint8 image → contiguous BGR; reject empty or odd layouts."""
+    if not isinstance(img, np.ndarray):
+        raise InputError(f"{where}: expected a numpy image, got {type(img).__name__}")
+    if img.size == 0 or img.ndim < 2 or img.shape[0] == 0 or img.shape[1] == 0:
+        raise InputError(f"{where}: expected a non-empty image, got shape {img.shape}")
+    if img.dtype != np.uint8:
+        raise InputError(f"{where}: expected uint8 pixels, got {img.dtype}")
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+        return cv2.cvtColor(img.reshape(img.shape[0], img.shape[1]), cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return np.ascontiguousarray(img)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    raise InputError(f"{where}: expected H×W, H×W×1, H×W×3 or H×W×4, got shape {img.shape}")
+
+
+def encode_jpeg(img: np.ndarray, *, quality: int = 85, where: str = "image") -> bytes:
+    ok, buf = cv2.imencode(".jpg", as_bgr(img, where=where), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise InputError(f"{where}: JPEG encoding failed for shape {img.shape}")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes, *, where: str = "frame") -> np.ndarray:
+    """Decode JPEG (or any format OpenCV reads) to BGR; a corrupt or truncated payload is an InputError."""
+    if not data:
+        raise InputError(f"{where}: empty image payload")
+    arr = np.frombuffer(data, dtype=np.uint8)
+    try:
+        img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        raise InputError(f"{where}: undecodable image ({len(data)} bytes): {e}") from e
+    if img is None or img.size == 0:
+        raise InputError(f"{where}: corrupt or non-image payload ({len(data)} bytes, starts {data[:4]!r})")
+    return img
+
+
+def read_image(path: str, *, where: str | None = None) -> np.ndarray:
+    """Read an image file as BGR (alpha dropped, grey expanded) with a clear error for missing/corrupt files."""
+    label = where or str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise InputError(f"{label}: cannot read file: {e.strerror}") from e
+    return decode_jpeg(data, where=label)

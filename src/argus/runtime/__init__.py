@@ -1,0 +1,1 @@
+"""Stage runtime: the consume → process → publish → commit loop, metrics and health endpoints."""

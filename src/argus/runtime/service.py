@@ -1,0 +1,30 @@
+"""What ``argus run <stage>`` starts: a stage object with ``run(stop)`` and ``close()``, discovered by entry point."""
+
+from __future__ import annotations
+
+import threading
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from argus.errors import ConfigError
+from argus.runtime.resources import Resources
+
+STAGES = ("ingest", "inference", "matcher", "alerter")
+
+
+class Service(Protocol):
+    stage: str
+
+    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def build_service(stage: str, resources: Resources) -> Service:
+    """Look the stage up in the ``argus.stages`` entry points (the library never imports services/*)."""
+    eps = {ep.name: ep for ep in entry_points(group="argus.stages")}
+    if stage not in eps:
+        raise ConfigError(f"unknown stage {stage!r}; expected one of {', '.join(sorted(eps)) or STAGES}")
+    factory = eps[stage].load()
+    service: Service = factory(resources)
+    return service

@@ -1,0 +1,233 @@
+"""Versioned wire schemas for the four topics.
+
+Each message is a frozen pydantic model whose ``schema_id`` names its topic and version (``argus.frames.v1``).
+On the wire it is MessagePack: pixels and embeddings travel as raw bytes (JPEG, little-endian float32), never as JSON
+floats, and a 1080p frame costs its JPEG size plus ~100 bytes. ``decode`` refuses anything that is not exactly a
+known schema, with an error that says which field was wrong, so a malformed or future-version message is skipped and
+counted instead of crashing a stage.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+import msgpack
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from argus.errors import SchemaError
+
+TOPIC_FRAMES = "argus.frames.v1"
+TOPIC_FACES = "argus.faces.v1"
+TOPIC_MATCHES = "argus.matches.v1"
+TOPIC_ALERTS = "argus.alerts.v1"
+TOPIC_DEADLETTER = "argus.deadletter.v1"
+
+CameraId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class _Message(_Wire):
+    SCHEMA: ClassVar[str]
+    schema_id: str
+
+    def key(self) -> bytes:
+        """Every topic is keyed by camera: per-camera order, parallelism across cameras."""
+        return str(getattr(self, "camera_id")).encode()  # noqa: B009 - every message has camera_id
+
+
+def _f32_bytes(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a, dtype="<f4").tobytes()
+
+
+def _f32_array(b: bytes, name: str, n: int | None = None) -> np.ndarray:
+    if len(b) % 4:
+        raise SchemaError(f"{name}: expected float32 bytes (length a multiple of 4), got {len(b)} bytes")
+    a = np.frombuffer(b, dtype="<f4").astype(np.float32)
+    if n is not None and a.size != n:
+        raise SchemaError(f"{name}: expected {n} float32 values, got {a.size}")
+    return a
+
+
+class FrameV1(_Message):
+    """A sampled camera frame. Only ingest produces pixels; every later topic carries faces, not frames."""
+
+    SCHEMA: ClassVar[str] = TOPIC_FRAMES
+    schema_id: Literal["argus.frames.v1"] = "argus.frames.v1"
+    camera_id: CameraId
+    seq: int = Field(ge=0)
+    ts_capture: float = Field(gt=0)
+    ts_ingest: float = Field(gt=0)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    jpeg: bytes = Field(min_length=4)
+
+
+class Quality(_Wire):
+    size: float = Field(ge=0)
+    blur: float = Field(ge=0)
+
+
+class FaceV1(_Wire):
+    index: int = Field(ge=0)
+    box: tuple[float, float, float, float]
+    landmarks: tuple[float, ...] = Field(min_length=10, max_length=10)
+    det_score: Unit
+    quality: Quality
+    embedding: bytes = Field(min_length=4)  # little-endian float32, unit norm
+    emotion: tuple[float, ...] = Field(min_length=7, max_length=7)
+    crop_jpeg: bytes
+
+    def embedding_array(self) -> np.ndarray:
+        return _f32_array(self.embedding, "embedding")
+
+
+class FacesV1(_Message):
+    """All faces found in one frame. Frames without faces produce no message (they are only counted)."""
+
+    SCHEMA: ClassVar[str] = TOPIC_FACES
+    schema_id: Literal["argus.faces.v1"] = "argus.faces.v1"
+    camera_id: CameraId
+    seq: int = Field(ge=0)
+    ts_capture: float = Field(gt=0)
+    ts_infer: float = Field(gt=0)
+    frame_width: int = Field(gt=0)
+    frame_height: int = Field(gt=0)
+    detector: str
+    embedder: str
+    faces: tuple[FaceV1, ...] = Field(min_length=1)
+
+
+class CandidateV1(_Wire):
+    person_id: str
+    display_name: str
+    watchlist: str
+    score: float
+
+
+class FaceMatchV1(_Wire):
+    """One face that matched a watch-list, with the evidence a reviewer needs to judge it."""
+
+    face_index: int = Field(ge=0)
+    event_id: str
+    box: tuple[float, float, float, float]
+    det_score: Unit
+    quality: Quality
+    emotion: tuple[float, ...] = Field(min_length=7, max_length=7)
+    emotion_label: str
+    crop_jpeg: bytes
+    person_id: str
+    display_name: str
+    watchlist: str
+    score: float
+    threshold: float
+    margin: float  # score minus the runner-up person's score: a small margin means an ambiguous match
+    candidates: tuple[CandidateV1, ...]  # top-k, best first, one per person (includes the match itself)
+
+
+class MatchesV1(_Message):
+    SCHEMA: ClassVar[str] = TOPIC_MATCHES
+    schema_id: Literal["argus.matches.v1"] = "argus.matches.v1"
+    camera_id: CameraId
+    seq: int = Field(ge=0)
+    ts_capture: float = Field(gt=0)
+    ts_match: float = Field(gt=0)
+    gallery_version: int = Field(ge=0)
+    matches: tuple[FaceMatchV1, ...] = Field(min_length=1)
+
+
+class LocationV1(_Wire):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    address: str
+    zone: str
+
+
+class AlertV1(_Message):
+    """Who was seen, where and when, with the evidence (score, threshold, margin, runner-ups, crop)."""
+
+    SCHEMA: ClassVar[str] = TOPIC_ALERTS
+    schema_id: Literal["argus.alerts.v1"] = "argus.alerts.v1"
+    alert_id: str
+    event_id: str
+    camera_id: CameraId
+    camera_name: str
+    location: LocationV1
+    person_id: str
+    display_name: str
+    watchlist: str
+    score: float
+    threshold: float
+    margin: float
+    candidates: tuple[CandidateV1, ...]
+    emotion: str
+    emotion_probs: tuple[float, ...] = Field(min_length=7, max_length=7)
+    det_score: Unit
+    quality: Quality
+    box: tuple[float, float, float, float]
+    crop_jpeg: bytes
+    seq: int = Field(ge=0)
+    ts_capture: float = Field(gt=0)
+    ts_alert: float = Field(gt=0)
+    gallery_version: int = Field(ge=0)
+
+
+MESSAGE_TYPES: dict[str, type[_Message]] = {m.SCHEMA: m for m in (FrameV1, FacesV1, MatchesV1, AlertV1)}
+M = TypeVar("M", bound=_Message)
+
+
+def encode(msg: _Message) -> bytes:
+    return msgpack.packb(msg.model_dump(mode="python"), use_bin_type=True)
+
+
+def decode(data: bytes, expected: type[M]) -> M:
+    """Decode bytes into ``expected``; raise SchemaError naming what was wrong (never a library traceback)."""
+    try:
+        raw: Any = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as e:  # msgpack raises several unrelated exception types on garbage
+        raise SchemaError(f"not a MessagePack message ({len(data)} bytes): {e}") from e
+    if not isinstance(raw, dict):
+        raise SchemaError(f"expected a map with a schema_id, got {type(raw).__name__}")
+    sid = raw.get("schema_id")
+    if sid != expected.SCHEMA:
+        known = ", ".join(sorted(MESSAGE_TYPES))
+        raise SchemaError(f"expected schema {expected.SCHEMA!r}, got {sid!r} (known schemas: {known})")
+    try:
+        return expected.model_validate(raw)
+    except ValidationError as e:
+        errs = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()[:5])
+        raise SchemaError(f"{sid}: {errs}") from e
+
+
+def embedding_bytes(v: np.ndarray) -> bytes:
+    return _f32_bytes(v)
+
+
+def embedding_from_bytes(b: bytes, dim: int) -> np.ndarray:
+    return _f32_array(b, "embedding", dim)
+
+
+class DeadLetterV1(_Message):
+    """A message a stage could not process, kept with the reason so nothing is silently lost."""
+
+    SCHEMA: ClassVar[str] = TOPIC_DEADLETTER
+    schema_id: Literal["argus.deadletter.v1"] = "argus.deadletter.v1"
+    camera_id: str  # may be unknown ("") when the message could not be decoded at all
+    stage: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    error_kind: str
+    error: str
+    ts: float
+    payload: bytes
+
+    def key(self) -> bytes:
+        return self.camera_id.encode()
+
+
+MESSAGE_TYPES[DeadLetterV1.SCHEMA] = DeadLetterV1
