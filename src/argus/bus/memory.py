@@ -23,6 +23,7 @@ class MemoryBus:
         self._logs: dict[str, list[list[Record]]] = {}
         self._committed: dict[tuple[str, str, int], int] = {}  # (group, topic, partition) -> next offset
         self._members: dict[str, list[MemoryConsumer]] = {}
+        self._group_topics: dict[str, set[str]] = {}
         self._cond = threading.Condition()
 
     def ensure_topics(self, topics: Sequence[str]) -> None:
@@ -47,6 +48,7 @@ class MemoryBus:
         c = MemoryConsumer(self, list(topics), group)
         with self._cond:
             self._members.setdefault(group, []).append(c)
+            self._group_topics.setdefault(group, set()).update(topics)
         return c
 
     def close(self) -> None:
@@ -58,6 +60,15 @@ class MemoryBus:
         members = self._members.get(c.group, [])
         i, n = members.index(c), len(members)
         return [(t, p) for t in c.topics for p in range(self._partitions) if p % n == i]
+
+    def pending(self, group: str) -> int:
+        """Messages published to the group's topics and not yet committed by it (the demo's drain check)."""
+        with self._cond:
+            topics = self._group_topics.get(group, set())
+            return sum(
+                len(log) - self._committed.get((group, t, p), 0)
+                for t in topics for p, log in enumerate(self._logs.get(t, []))
+            )
 
     def end_offsets(self, topic: str) -> list[int]:
         with self._cond:

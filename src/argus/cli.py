@@ -1,0 +1,303 @@
+"""The ``argus`` command: demo, one stage (the Kubernetes entry point), gallery, history, evaluation, dev servers.
+
+Configuration comes from ``ARGUS_*`` environment variables (see ``argus config``); a bad value stops the command
+with one line per problem before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from argus.errors import ArgusError, ConfigError
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _ts(value: str) -> float:
+    """Accept epoch seconds or an ISO-8601 date/time (UTC if no zone)."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected epoch seconds or ISO-8601 time, got {value!r}") from e
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.distributed:
+        from argus.distributed import run_distributed_demo
+
+        result = run_distributed_demo(data_dir=Path(args.data_dir))
+    else:
+        from argus.demo import run_demo
+
+        result = run_demo(data_dir=Path(args.data_dir))
+    from argus.demo import print_summary
+
+    print_summary(result)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from argus.config import load_settings
+    from argus.runtime.http import OpsServer
+    from argus.runtime.resources import Resources
+    from argus.runtime.service import build_service
+
+    settings = load_settings()
+    _setup_logging(settings.log_level)
+    res = Resources(settings)
+    svc = build_service(args.stage, res)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        logging.getLogger("argus").info("signal %d: draining %s", signum, args.stage)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    ops = None
+    port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    if port:
+        ops = OpsServer(port=port, registry=res.registry, health=svc.health).start()  # type: ignore[attr-defined]
+    try:
+        svc.run(stop, idle_exit_s=args.exit_when_idle)
+    finally:
+        svc.close()
+        res.close()
+        if ops:
+            ops.stop()
+    return 0
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from argus.config import load_settings
+    from argus.runtime.resources import Resources
+
+    res = Resources(load_settings())
+    try:
+        g = res.gallery
+        if args.gallery_cmd == "enroll":
+            from argus.enroll import enroll_person
+            from argus.gallery.base import Person
+
+            person = Person(person_id=args.person_id, display_name=args.name or args.person_id,
+                            watchlist=args.watchlist, notes=args.notes)
+            r = enroll_person(pipeline=res.pipeline, gallery=g, person=person, images=[Path(p) for p in args.images],
+                              actor=args.actor, reason=args.reason)
+            for path, why in r.rejected.items():
+                print(f"rejected {path}: {why}", file=sys.stderr)
+            print(json.dumps({"enrolled": r.person_id, "images": len(r.accepted), "rejected": len(r.rejected),
+                              "gallery_version": g.version}))
+        elif args.gallery_cmd == "list":
+            for p in g.persons():
+                print(json.dumps(p.to_dict(), default=str))
+        elif args.gallery_cmd == "remove":
+            g.remove(args.person_id, actor=args.actor, reason=args.reason)
+            print(json.dumps({"removed": args.person_id, "gallery_version": g.version}))
+        elif args.gallery_cmd == "audit":
+            from argus.gallery.audit import read_audit
+
+            for entry in read_audit(res.settings.gallery_dir):
+                print(json.dumps(entry.to_dict() if hasattr(entry, "to_dict") else entry.__dict__, default=str))
+    finally:
+        res.close()
+    return 0
+
+
+def _doc(obj: Any) -> dict[str, Any]:
+    d = obj.model_dump(mode="json", exclude={"crop_jpeg"}) if hasattr(obj, "model_dump") else dict(obj.__dict__)
+    d.pop("crop_jpeg", None)
+    return d
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from argus.config import load_settings
+    from argus.runtime.resources import Resources
+
+    res = Resources(load_settings())
+    try:
+        if args.kind == "alerts":
+            rows: list[Any] = res.store.query_alerts(camera_id=args.camera, person_id=args.person, status=args.status,
+                                                     since=args.since, until=args.until, limit=args.limit)
+        else:
+            rows = res.store.query_events(camera_id=args.camera, person_id=args.person, since=args.since,
+                                          until=args.until, emotion=args.emotion, limit=args.limit)
+        for r in rows:
+            print(json.dumps(_doc(r), default=str))
+    finally:
+        res.close()
+    return 0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    from argus.config import load_settings
+    from argus.runtime.resources import Resources
+
+    res = Resources(load_settings())
+    try:
+        res.store.set_alert_status(args.alert_id, args.status, actor=args.actor, note=args.note)
+        print(json.dumps({"alert_id": args.alert_id, "status": args.status}))
+    finally:
+        res.close()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from argus.config import load_settings
+    from argus.runtime.resources import Resources
+
+    res = Resources(load_settings())
+    try:
+        from argus import evaluation
+
+        if args.what == "faces":
+            out = evaluation.eval_faces(res.backend, res.pipeline.detect)
+        else:
+            if not args.data:
+                raise ConfigError("argus eval emotion needs --data DIR (FER2013-style csv or a folder per class)")
+            out = evaluation.eval_emotion(res.backend, Path(args.data))
+        print(json.dumps(out, default=float))
+    finally:
+        res.close()
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from argus.devservers import manager
+
+    return int(manager.main([args.action, *args.names]) or 0)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from argus.config import Settings, load_settings
+
+    if args.list:
+        for name, f in Settings.model_fields.items():
+            print(f"ARGUS_{name.upper():28s} default={f.get_default(call_default_factory=True)!s:32.32s} {f.description}")
+        return 0
+    s = load_settings()
+    print(json.dumps(s.redacted(), indent=1, default=str))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from bench.run import main as bench_main  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise ConfigError("benchmarks live in bench/ of a source checkout; run from the repository root") from e
+    return int(bench_main(["--quick"] if args.quick else []) or 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="argus", description=__doc__.splitlines()[0])
+    ap.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR (default: ARGUS_LOG_LEVEL)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    d = sub.add_parser("demo", help="run the whole pipeline on real clips and print the alerts")
+    d.add_argument("--data-dir", default=".argus/demo", help="where the demo keeps its gallery and history")
+    d.add_argument("--distributed", action="store_true",
+                   help="four OS processes over the servers started by `argus dev up`")
+    d.set_defaults(fn=cmd_demo)
+
+    r = sub.add_parser("run", help="run one stage (the container entry point)")
+    r.add_argument("stage", choices=["ingest", "inference", "matcher", "alerter"])
+    r.add_argument("--metrics-port", type=int, default=None)
+    r.add_argument("--exit-when-idle", type=float, default=None, metavar="S",
+                   help="exit after S seconds without input (batch jobs, tests)")
+    r.set_defaults(fn=cmd_run)
+
+    g = sub.add_parser("gallery", help="manage the watch-list (every change is audited)")
+    gs = g.add_subparsers(dest="gallery_cmd", required=True)
+    ge = gs.add_parser("enroll", help="enroll or re-enroll a person from photos with exactly one face each")
+    ge.add_argument("person_id")
+    ge.add_argument("images", nargs="+")
+    ge.add_argument("--name", default="")
+    ge.add_argument("--watchlist", default="default")
+    ge.add_argument("--notes", default="")
+    gs.add_parser("list", help="list enrolled persons")
+    gr = gs.add_parser("remove", help="remove a person")
+    gr.add_argument("person_id")
+    gs.add_parser("audit", help="print the audit log of watch-list changes")
+    for p in (ge, gr):
+        p.add_argument("--actor", required=True, help="who makes this change (recorded in the audit log)")
+        p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+    g.set_defaults(fn=cmd_gallery)
+
+    for kind in ("events", "alerts"):
+        e = sub.add_parser(kind, help=f"query the {kind} history")
+        e.add_argument("--camera")
+        e.add_argument("--person")
+        e.add_argument("--since", type=_ts)
+        e.add_argument("--until", type=_ts)
+        e.add_argument("--limit", type=int, default=100)
+        if kind == "events":
+            e.add_argument("--emotion")
+        else:
+            e.add_argument("--status", choices=["new", "acknowledged", "dismissed"])
+        e.set_defaults(fn=cmd_events, kind=kind)
+
+    a = sub.add_parser("ack", help="triage an alert: acknowledge or dismiss (false alarm)")
+    a.add_argument("alert_id")
+    a.add_argument("--status", choices=["acknowledged", "dismissed"], default="acknowledged")
+    a.add_argument("--actor", required=True)
+    a.add_argument("--note", default="")
+    a.set_defaults(fn=cmd_ack)
+
+    ev = sub.add_parser("eval", help="measure the models on real labelled data")
+    ev.add_argument("what", choices=["faces", "emotion"])
+    ev.add_argument("--data", help="emotion: FER2013-style csv or a folder per class")
+    ev.set_defaults(fn=cmd_eval)
+
+    dv = sub.add_parser("dev", help="install/start/stop the real servers for development and tests")
+    dv.add_argument("action", choices=["up", "down", "status"])
+    dv.add_argument("names", nargs="*", help="kafka, triton, mongo, prometheus (default: all)")
+    dv.set_defaults(fn=cmd_dev)
+
+    c = sub.add_parser("config", help="validate and print the configuration (secrets masked)")
+    c.add_argument("--list", action="store_true", help="list every ARGUS_* variable with its default")
+    c.set_defaults(fn=cmd_config)
+
+    b = sub.add_parser("bench", help="run the benchmarks in bench/")
+    b.add_argument("--quick", action="store_true")
+    b.set_defaults(fn=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd != "run":
+        _setup_logging(args.log_level or "WARNING")
+    started = time.monotonic()
+    try:
+        return int(args.fn(args))
+    except ConfigError as e:
+        print(f"argus {args.cmd}: configuration error: {e}", file=sys.stderr)
+        return 2
+    except ArgusError as e:
+        print(f"argus {args.cmd}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"argus {args.cmd}: interrupted after {time.monotonic() - started:.1f}s", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

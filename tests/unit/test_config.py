@@ -1,0 +1,59 @@
+import pytest
+
+from argus.config import BusKind, load_settings
+from argus.errors import ConfigError
+
+
+def test_defaults_are_the_embedded_laptop_mode(monkeypatch: pytest.MonkeyPatch):
+    for var in ("ARGUS_BUS", "ARGUS_BACKEND", "ARGUS_STORE"):
+        monkeypatch.delenv(var, raising=False)
+    s = load_settings()
+    assert s.bus is BusKind.memory and s.backend.value == "onnxruntime" and s.store.value == "embedded"
+
+
+def test_bad_values_are_reported_one_line_each_naming_the_variable(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ARGUS_BATCH_MAX", "lots")
+    monkeypatch.setenv("ARGUS_BUS", "rabbitmq")
+    with pytest.raises(ConfigError) as e:
+        load_settings()
+    msg = str(e.value)
+    assert "ARGUS_BATCH_MAX" in msg and "'lots'" in msg
+    assert "ARGUS_BUS" in msg and "'rabbitmq'" in msg
+
+
+def test_threshold_out_of_range_is_rejected(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ARGUS_WATCHLIST_THRESHOLDS", '{"vip": 1.7}')
+    with pytest.raises(ConfigError, match="ARGUS_WATCHLIST_THRESHOLDS.*cosine thresholds in \\[-1, 1\\]"):
+        load_settings()
+
+
+def test_unparsable_json_value_is_a_config_error(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ARGUS_WATCHLIST_THRESHOLDS", "{vip: 0.5")
+    with pytest.raises(ConfigError, match="watchlist_thresholds"):
+        load_settings()
+
+
+def test_webhook_sink_requires_a_url(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ARGUS_SINKS", "log,webhook")
+    monkeypatch.delenv("ARGUS_WEBHOOK_URL", raising=False)
+    with pytest.raises(ConfigError, match="ARGUS_WEBHOOK_URL is not set"):
+        load_settings()
+
+
+def test_secrets_never_appear_in_errors_or_redacted_output(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ARGUS_MONGO_URI", "mongodb://admin:hunter2@db:27017")
+    monkeypatch.setenv("ARGUS_SINKS", "log,webhook")
+    monkeypatch.setenv("ARGUS_WEBHOOK_URL", "https://hooks.example/T0K3N")
+    s = load_settings()
+    shown = str(s.redacted()) + repr(s)
+    assert "hunter2" not in shown and "T0K3N" not in shown
+    monkeypatch.setenv("ARGUS_TOP_K", "0")
+    with pytest.raises(ConfigError) as e:
+        load_settings()
+    assert "hunter2" not in str(e.value) and "T0K3N" not in str(e.value)
+
+
+def test_unknown_sink_is_rejected(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ARGUS_SINKS", "log,pager")
+    with pytest.raises(ConfigError, match="expected sinks among log, webhook, kafka; got pager"):
+        load_settings()

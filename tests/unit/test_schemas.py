@@ -1,0 +1,94 @@
+import time
+
+import msgpack
+import numpy as np
+import pytest
+
+from argus.errors import SchemaError
+from argus.schemas import (
+    FacesV1,
+    FaceV1,
+    FrameV1,
+    MatchesV1,
+    Quality,
+    decode,
+    embedding_bytes,
+    embedding_from_bytes,
+    encode,
+)
+
+
+def _frame(**kw: object) -> FrameV1:
+    base = dict(camera_id="gate-1", seq=7, ts_capture=time.time(), ts_ingest=time.time(), width=640, height=360,
+                jpeg=b"\xff\xd8\xff\xe0JFIF")
+    base.update(kw)
+    return FrameV1(**base)  # type: ignore[arg-type]
+
+
+def _faces() -> FacesV1:
+    emb = np.random.default_rng(0).standard_normal(128).astype(np.float32)
+    emb /= np.linalg.norm(emb)
+    face = FaceV1(index=0, box=(1, 2, 3, 4), landmarks=tuple(range(10)), det_score=0.99,
+                  quality=Quality(size=80, blur=120), embedding=embedding_bytes(emb), emotion=(0.1,) * 7,
+                  crop_jpeg=b"\xff\xd8")
+    return FacesV1(camera_id="gate-1", seq=7, ts_capture=time.time(), ts_infer=time.time(), frame_width=640,
+                   frame_height=360, detector="mtcnn", embedder="dlib-resnet", faces=(face,))
+
+
+def test_frame_round_trips_through_the_wire_codec_with_jpeg_bytes_intact():
+    f = _frame()
+    assert decode(encode(f), FrameV1) == f
+    assert f.key() == b"gate-1"
+
+
+def test_embedding_travels_as_binary_float32_not_json_floats():
+    msg = _faces()
+    data = encode(msg)
+    back = decode(data, FacesV1)
+    np.testing.assert_array_equal(back.faces[0].embedding_array(), msg.faces[0].embedding_array())
+    assert msg.faces[0].embedding in data  # the 512 raw float32 bytes, verbatim
+    assert len(data) < 1100  # JSON floats alone would need ~2.5 kB
+
+
+def test_unknown_schema_version_is_rejected_naming_both_versions():
+    raw = msgpack.unpackb(encode(_frame()))
+    raw["schema_id"] = "argus.frames.v2"
+    with pytest.raises(SchemaError, match=r"expected schema 'argus.frames.v1', got 'argus.frames.v2'"):
+        decode(msgpack.packb(raw), FrameV1)
+
+
+def test_garbage_bytes_are_a_schema_error_not_a_library_traceback():
+    with pytest.raises(SchemaError, match="not a MessagePack message"):
+        decode(b"\xc1\x00garbage", FrameV1)
+    with pytest.raises(SchemaError, match="expected a map"):
+        decode(msgpack.packb([1, 2, 3]), FrameV1)
+
+
+def test_malformed_field_is_named_in_the_error():
+    raw = msgpack.unpackb(encode(_frame()))
+    raw["seq"] = -1
+    with pytest.raises(SchemaError, match=r"seq: .*greater than or equal to 0"):
+        decode(msgpack.packb(raw), FrameV1)
+    raw = msgpack.unpackb(encode(_frame()))
+    raw["camera_id"] = "Bad Camera!"
+    with pytest.raises(SchemaError, match="camera_id"):
+        decode(msgpack.packb(raw), FrameV1)
+
+
+def test_unknown_extra_field_is_rejected():
+    raw = msgpack.unpackb(encode(_frame()))
+    raw["person_id"] = "x"
+    with pytest.raises(SchemaError, match="person_id"):
+        decode(msgpack.packb(raw), FrameV1)
+
+
+def test_message_of_another_topic_is_rejected():
+    with pytest.raises(SchemaError, match="expected schema 'argus.matches.v1', got 'argus.faces.v1'"):
+        decode(encode(_faces()), MatchesV1)
+
+
+def test_embedding_with_wrong_length_is_rejected():
+    with pytest.raises(SchemaError, match="expected 128 float32 values, got 3"):
+        embedding_from_bytes(np.zeros(3, np.float32).tobytes(), 128)
+    with pytest.raises(SchemaError, match="multiple of 4"):
+        embedding_from_bytes(b"\x00" * 5, 128)
