@@ -1,0 +1,425 @@
+"""The watch-list gallery contract: who is enrolled, and who a probe embedding looks like.
+
+Both implementations (the numpy :class:`~argus.gallery.memory.MemoryGallery` and the persisted
+:class:`~argus.gallery.faiss_gallery.FaissGallery`) hold their contents in an immutable :class:`Snapshot` and
+replace it wholesale on every change. That keeps searches consistent while a change or a hot reload is applied,
+makes a failed write leave the old state untouched, and lets both implementations share the validation and the
+"one entry per person" bookkeeping so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from argus.errors import InputError
+from argus.gallery.audit import AuditEntry
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: Embeddings come out of an L2-normalising embedder; the same tolerance as :class:`argus.faces.types.Face`.
+NORM_TOLERANCE = 0.01
+MAX_DISPLAY_NAME = 200
+
+
+def _check_slug(name: str, value: object) -> None:
+    if not isinstance(value, str) or not SLUG_RE.match(value):
+        raise InputError(
+            f"{name}: expected a slug (lowercase letters, digits, '-' or '_', 1-64 chars, starting with a "
+            f"letter or digit), got {value!r}"
+        )
+
+
+@dataclass(frozen=True)
+class Person:
+    """One enrolled identity. ``watchlist`` lets alert policy differ per list (vip vs banned)."""
+
+    person_id: str
+    display_name: str
+    watchlist: str = "default"
+    notes: str = ""
+    enrolled_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        _check_slug("person_id", self.person_id)
+        _check_slug("watchlist", self.watchlist)
+        if not isinstance(self.display_name, str) or not self.display_name.strip():
+            raise InputError(
+                f"display_name of {self.person_id}: expected a non-empty string, got {self.display_name!r}"
+            )
+        if len(self.display_name) > MAX_DISPLAY_NAME:
+            raise InputError(
+                f"display_name of {self.person_id}: expected at most {MAX_DISPLAY_NAME} chars, "
+                f"got {len(self.display_name)}"
+            )
+        if not isinstance(self.notes, str):
+            raise InputError(f"notes of {self.person_id}: expected a string, got {type(self.notes).__name__}")
+        if (
+            isinstance(self.enrolled_at, bool)
+            or not isinstance(self.enrolled_at, int | float)
+            or not math.isfinite(self.enrolled_at)
+            or self.enrolled_at < 0
+        ):
+            raise InputError(
+                f"enrolled_at of {self.person_id}: expected epoch seconds >= 0, got {self.enrolled_at!r}"
+            )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "person_id": self.person_id,
+            "display_name": self.display_name,
+            "watchlist": self.watchlist,
+            "notes": self.notes,
+            "enrolled_at": float(self.enrolled_at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Person:
+        try:
+            return cls(
+                person_id=data["person_id"],  # type: ignore[arg-type]
+                display_name=data["display_name"],  # type: ignore[arg-type]
+                watchlist=data.get("watchlist", "default"),  # type: ignore[arg-type]
+                notes=data.get("notes", ""),  # type: ignore[arg-type]
+                enrolled_at=data["enrolled_at"],  # type: ignore[arg-type]
+            )
+        except KeyError as e:
+            raise InputError(f"person record: expected key {e.args[0]!r}, got keys {sorted(data)}") from e
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A gallery person a probe resembles; ``score`` is the cosine similarity of the person's best embedding."""
+
+    person_id: str
+    display_name: str
+    watchlist: str
+    score: float
+
+
+@runtime_checkable
+class Gallery(Protocol):
+    """The watch-list the matcher searches and the enrollment CLI edits.
+
+    Every change bumps ``version`` (a batch from :meth:`enroll_many` is one change) and appends one audit entry per
+    person touched, so "who put this person on the list, when and why" always has an answer.
+    """
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def version(self) -> int: ...
+
+    def enroll(self, person: Person, embeddings: np.ndarray, *, actor: str, reason: str) -> None:
+        """Add ``person`` with ``embeddings`` (M, dim) float32 unit rows; re-enrolling an id replaces its rows."""
+        ...
+
+    def enroll_many(
+        self, items: Sequence[tuple[Person, np.ndarray]], *, actor: str, reason: str
+    ) -> None:
+        """Enroll several people as one atomic change (one write, one version bump): bulk imports."""
+        ...
+
+    def remove(self, person_id: str, *, actor: str, reason: str) -> None:
+        """Take ``person_id`` off the watch-list; an unknown id is an InputError."""
+        ...
+
+    def persons(self) -> list[Person]: ...
+
+    def get(self, person_id: str) -> Person | None: ...
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Candidate]]:
+        """For each (N, dim) query row: at most ``k`` distinct persons, best first."""
+        ...
+
+    def reload_if_changed(self) -> bool:
+        """Pick up changes another process made to the same store; True when something was reloaded."""
+        ...
+
+    def audit(self) -> list[AuditEntry]: ...
+
+    def __len__(self) -> int: ...
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Validation shared by both implementations, so both reject the same inputs with the same messages.
+
+
+def check_unit_rows(name: str, value: object, dim: int, *, allow_empty: bool) -> np.ndarray:
+    """Return ``value`` as a C-contiguous (M, dim) float32 array, or raise InputError saying what was wrong.
+
+    No silent casting: a float64 or un-normalised matrix means the caller skipped a step (normalisation, the
+    embedder's dtype), and scores computed from it would not be cosines.
+    """
+    if not isinstance(value, np.ndarray):
+        raise InputError(f"{name}: expected a numpy array of shape (M, {dim}), got {type(value).__name__}")
+    if value.ndim != 2 or value.shape[1] != dim:
+        raise InputError(f"{name}: expected shape (M, {dim}), got {value.shape}")
+    if value.dtype != np.float32:
+        raise InputError(f"{name}: expected dtype float32, got {value.dtype}")
+    if value.shape[0] == 0:
+        if allow_empty:
+            return np.ascontiguousarray(value)
+        raise InputError(f"{name}: expected at least one row, got shape {value.shape}")
+    if not np.isfinite(value).all():
+        bad = int(np.flatnonzero(~np.isfinite(value).all(axis=1))[0])
+        raise InputError(f"{name} row {bad}: expected finite values, got NaN or inf")
+    norms = np.linalg.norm(value, axis=1)
+    off = np.abs(norms - 1.0)
+    worst = int(np.argmax(off))
+    if off[worst] > NORM_TOLERANCE:
+        raise InputError(
+            f"{name} row {worst}: expected unit L2 norm (±{NORM_TOLERANCE}), got {float(norms[worst]):.4f}"
+        )
+    return np.ascontiguousarray(value)
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise InputError(f"k: expected an integer >= 1, got {k!r}")
+    return int(k)
+
+
+def check_actor_reason(actor: object, reason: object) -> None:
+    """An audit entry without a who and a why is useless, so both are mandatory."""
+    for name, value in (("actor", actor), ("reason", reason)):
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"{name}: expected a non-empty string, got {value!r}")
+
+
+def embeddings_sha256(embeddings: np.ndarray) -> str:
+    """Digest of the raw little-endian float32 bytes: identifies exactly which vectors were enrolled."""
+    arr = np.ascontiguousarray(embeddings, dtype="<f4")
+    return hashlib.sha256(arr.reshape(-1).view(np.uint8).data).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The immutable contents of a gallery.
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Persons in row order and their embeddings; each person's rows are contiguous.
+
+    Internal to the gallery package (shared by both implementations). Never mutated: changes build a new one.
+    """
+
+    dim: int
+    version: int
+    persons: tuple[Person, ...]
+    starts: np.ndarray  # (P,) int64, first row of each person
+    counts: np.ndarray  # (P,) int64, number of rows of each person
+    embeddings: np.ndarray  # (R, dim) float32, read-only
+    row_person: np.ndarray  # (R,) int64, person index of each row
+    index_of: Mapping[str, int]
+
+    @classmethod
+    def build(cls, *, dim: int, version: int, persons: Sequence[Person], counts: Sequence[int],
+              embeddings: np.ndarray) -> Snapshot:
+        counts_arr = np.asarray(counts, dtype=np.int64).reshape(-1)
+        if len(persons) != counts_arr.shape[0]:
+            raise InputError(f"snapshot: expected one row count per person ({len(persons)}), got {counts_arr.shape[0]}")
+        if counts_arr.size and counts_arr.min() < 1:
+            raise InputError(f"snapshot: expected every person to have >= 1 embedding, got {counts_arr.min()}")
+        total = int(counts_arr.sum())
+        if embeddings.shape != (total, dim):
+            raise InputError(f"snapshot: expected embeddings of shape ({total}, {dim}), got {embeddings.shape}")
+        starts = np.zeros_like(counts_arr)
+        if counts_arr.size:
+            starts[1:] = np.cumsum(counts_arr)[:-1]
+        row_person = np.repeat(np.arange(len(persons), dtype=np.int64), counts_arr)
+        emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+        emb.flags.writeable = False
+        index_of = {p.person_id: i for i, p in enumerate(persons)}
+        if len(index_of) != len(persons):
+            raise InputError("snapshot: expected unique person ids, got duplicates")
+        return cls(dim=dim, version=version, persons=tuple(persons), starts=starts, counts=counts_arr,
+                   embeddings=emb, row_person=row_person, index_of=index_of)
+
+    @classmethod
+    def empty(cls, dim: int, version: int = 0) -> Snapshot:
+        return cls.build(dim=dim, version=version, persons=(), counts=(),
+                         embeddings=np.zeros((0, dim), np.float32))
+
+    @property
+    def rows(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    @property
+    def max_rows_per_person(self) -> int:
+        return int(self.counts.max()) if self.counts.size else 0
+
+    def rows_of(self, person_id: str) -> np.ndarray:
+        i = self.index_of[person_id]
+        s, c = int(self.starts[i]), int(self.counts[i])
+        return self.embeddings[s : s + c]
+
+    def _without_indices(self, drop: set[int]) -> tuple[list[Person], list[int], np.ndarray]:
+        if not drop:
+            return list(self.persons), self.counts.tolist(), self.embeddings
+        keep_mask = ~np.isin(self.row_person, np.fromiter(drop, dtype=np.int64))
+        persons = [p for i, p in enumerate(self.persons) if i not in drop]
+        counts = [int(c) for i, c in enumerate(self.counts) if i not in drop]
+        return persons, counts, self.embeddings[keep_mask]
+
+    def with_enrolled(self, items: Sequence[tuple[Person, np.ndarray]], version: int) -> Snapshot:
+        """Re-enrolled persons move to the end, so a pure append keeps every existing row where it was."""
+        ids = [p.person_id for p, _ in items]
+        if len(set(ids)) != len(ids):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            raise InputError(f"enroll_many: expected each person_id once per batch, got duplicates {dup}")
+        drop = {self.index_of[i] for i in ids if i in self.index_of}
+        persons, counts, emb = self._without_indices(drop)
+        persons += [p for p, _ in items]
+        counts += [int(e.shape[0]) for _, e in items]
+        emb = np.concatenate([emb, *(e for _, e in items)], axis=0) if items else emb
+        return Snapshot.build(dim=self.dim, version=version, persons=persons, counts=counts, embeddings=emb)
+
+    def without(self, person_id: str, version: int) -> Snapshot:
+        persons, counts, emb = self._without_indices({self.index_of[person_id]})
+        return Snapshot.build(dim=self.dim, version=version, persons=persons, counts=counts, embeddings=emb)
+
+    def is_append_of(self, old: Snapshot) -> bool:
+        """True when this snapshot only adds rows after ``old``'s, so an index over ``old`` can be extended."""
+        if self.rows < old.rows or len(self.persons) < len(old.persons):
+            return False
+        n = len(old.persons)
+        return (
+            self.persons[:n] == old.persons
+            and np.array_equal(self.counts[:n], old.counts)
+            and np.array_equal(self.embeddings[: old.rows], old.embeddings)
+        )
+
+    def candidates(self, person_idx: np.ndarray, scores: np.ndarray, k: int) -> list[Candidate]:
+        """Keep the first (best) hit of each person, best first, at most ``k`` (rows already sorted by score)."""
+        valid = person_idx >= 0
+        person_idx, scores = person_idx[valid], scores[valid]
+        _, first = np.unique(person_idx, return_index=True)
+        first.sort()
+        out: list[Candidate] = []
+        for j in first[:k]:
+            p = self.persons[int(person_idx[j])]
+            out.append(Candidate(p.person_id, p.display_name, p.watchlist, float(scores[j])))
+        return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What both implementations do the same way: validation, change planning, audit entries.
+
+
+class SnapshotGallery(ABC):
+    """Gallery logic over a :class:`Snapshot`; subclasses decide how a change is made durable and how to search.
+
+    ``_mu`` serialises changes and searches within one process: a change is planned on the current snapshot,
+    handed to :meth:`_commit` (which may fail and then leaves everything as it was) and only then becomes current.
+    """
+
+    def __init__(self, *, dim: int) -> None:
+        self._dim = dim
+        self._snap = Snapshot.empty(dim)
+        self._mu = threading.RLock()
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def version(self) -> int:
+        return self._snap.version
+
+    def __len__(self) -> int:
+        return len(self._snap.persons)
+
+    def persons(self) -> list[Person]:
+        return list(self._snap.persons)
+
+    def get(self, person_id: str) -> Person | None:
+        snap = self._snap
+        i = snap.index_of.get(person_id)
+        return None if i is None else snap.persons[i]
+
+    def enroll(self, person: Person, embeddings: np.ndarray, *, actor: str, reason: str) -> None:
+        self.enroll_many([(person, embeddings)], actor=actor, reason=reason)
+
+    def enroll_many(self, items: Sequence[tuple[Person, np.ndarray]], *, actor: str, reason: str) -> None:
+        check_actor_reason(actor, reason)
+        if not items:
+            raise InputError("enroll_many: expected at least one (person, embeddings) pair, got none")
+        clean: list[tuple[Person, np.ndarray]] = []
+        for person, emb in items:
+            if not isinstance(person, Person):
+                raise InputError(f"person: expected a Person, got {type(person).__name__}")
+            clean.append((person, check_unit_rows(f"embeddings of {person.person_id}", emb, self._dim,
+                                                  allow_empty=False)))
+        with self._mu, self._write_guard():
+            before = self._snap
+            after = before.with_enrolled(clean, before.version + 1)
+            now = time.time()
+            entries = [
+                AuditEntry(
+                    ts=now, actor=actor, action="re-enroll" if p.person_id in before.index_of else "enroll",
+                    person_id=p.person_id, watchlist=p.watchlist, reason=reason, version=after.version,
+                    n_embeddings=int(e.shape[0]), embeddings_sha256=embeddings_sha256(e),
+                )
+                for p, e in clean
+            ]
+            self._commit(before, after, entries)
+
+    def remove(self, person_id: str, *, actor: str, reason: str) -> None:
+        check_actor_reason(actor, reason)
+        with self._mu, self._write_guard():
+            before = self._snap
+            if person_id not in before.index_of:
+                raise InputError(
+                    f"remove: expected an enrolled person_id ({len(before.persons)} enrolled), "
+                    f"got unknown {person_id!r}"
+                )
+            person = before.persons[before.index_of[person_id]]
+            rows = before.rows_of(person_id)
+            after = before.without(person_id, before.version + 1)
+            entry = AuditEntry(
+                ts=time.time(), actor=actor, action="remove", person_id=person_id, watchlist=person.watchlist,
+                reason=reason, version=after.version, n_embeddings=int(rows.shape[0]),
+                embeddings_sha256=embeddings_sha256(rows),
+            )
+            self._commit(before, after, [entry])
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Candidate]]:
+        k = check_k(k)
+        q = check_unit_rows("queries", queries, self._dim, allow_empty=True)
+        with self._mu:
+            snap = self._snap
+            if q.shape[0] == 0:
+                return []
+            if snap.rows == 0:
+                return [[] for _ in range(q.shape[0])]
+            return self._search(snap, q, k)
+
+    @contextmanager
+    def _write_guard(self) -> Iterator[None]:
+        """Held around plan + commit; the persisted gallery takes its cross-process lock and syncs here."""
+        yield
+
+    @abstractmethod
+    def _commit(self, before: Snapshot, after: Snapshot, entries: Sequence[AuditEntry]) -> None:
+        """Make ``after`` durable and current and record ``entries``; on failure leave ``before`` current."""
+
+    @abstractmethod
+    def _search(self, snap: Snapshot, queries: np.ndarray, k: int) -> list[list[Candidate]]:
+        """Search a non-empty snapshot with validated (N >= 1, dim) queries."""
+
+    @abstractmethod
+    def reload_if_changed(self) -> bool: ...
+
+    @abstractmethod
+    def audit(self) -> list[AuditEntry]: ...
