@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
 py="${PYTHON:-python3}"
-if ! "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then
-  echo "setup: Python >= 3.10 is required (found $("$py" --version 2>&1))" >&2; exit 1
+if ! "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+  echo "setup: Python >= 3.11 is required (found $("$py" --version 2>&1))" >&2; exit 1
 fi
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q --disable-pip-version-check uv

@@ -61,7 +61,12 @@ class Settings(BaseSettings):
     mongo_database: str = Field(default="argus", description="MongoDB database name.")
     retention_days: int = Field(default=90, ge=1, description="Event/alert retention (MongoDB TTL index).")
     gallery_path: Path | None = Field(default=None, description="FAISS gallery directory (default data_dir/gallery).")
-    gallery_index: str = Field(default="flat", pattern="^(flat|hnsw)$", description="flat (exact) or hnsw (ANN).")
+    gallery_index: str = Field(
+        default="flat", pattern="^(flat|hnsw|ivf)$", description="flat (exact), hnsw or ivf (approximate)."
+    )
+    faiss_threads: int = Field(
+        default=1, ge=0, le=256, description="FAISS OpenMP threads (0 = all cores; 1 is fastest on shared nodes)."
+    )
 
     # inference
     detector: DetectorKind = Field(default=DetectorKind.mtcnn, description="Face detector model family.")

@@ -70,6 +70,10 @@ class Resources:
         from argus.gallery.faiss_gallery import FaissGallery
 
         s = self.settings
+        if s.faiss_threads:
+            import faiss
+
+            faiss.omp_set_num_threads(s.faiss_threads)  # process-wide; parallel threads thrash on shared nodes
         return FaissGallery(path=s.gallery_dir, dim=EMBEDDING_DIM, index=s.gallery_index)
 
     @cached_property
