@@ -93,7 +93,10 @@ class Settings(BaseSettings):
 
     # ingest
     jpeg_quality: int = Field(default=85, ge=10, le=100, description="JPEG quality for frames on the bus.")
-    ingest_queue: int = Field(default=16, ge=1, le=10000, description="Frames buffered per camera (drop oldest).")
+    ingest_queue: int = Field(default=16, ge=1, le=100000, description="Frames buffered per camera (drop oldest).")
+    ingest_files_realtime: bool = Field(
+        default=True, description="Pace video files like live cameras (false: as fast as decoding, for replays)."
+    )
 
     # operations
     metrics_port: int = Field(default=9100, ge=0, le=65535, description="/metrics, /healthz, /readyz port (0 = off).")

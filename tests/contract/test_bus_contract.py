@@ -22,7 +22,7 @@ def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
         from argus.bus.kafka import KafkaBus
 
         server = request.getfixturevalue("kafka_server")
-        b = KafkaBus(bootstrap=server.bootstrap, partitions=3)
+        b = KafkaBus(bootstrap=server.address, partitions=3)
     yield b
     b.close()
 

@@ -1,0 +1,118 @@
+"""Ingest stage: cameras in, sampled JPEG frames out on ``argus.frames.v1``, keyed by camera.
+
+One reader thread per camera (with a read watchdog and reconnect backoff) fills a small drop-oldest queue, so a
+slow bus or inference stage costs old frames — counted per camera — never memory or latency. This loop drains the
+queues round-robin, encodes JPEG once (the only time pixels are compressed), publishes and flushes in small groups.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from argus.imaging import encode_jpeg
+from argus.ingest.reader import ReaderGroup, ReaderStats
+from argus.ingest.sources import source_for_camera
+from argus.metrics import StageMetrics
+from argus.runtime.http import Health
+from argus.runtime.resources import Resources
+from argus.schemas import TOPIC_DEADLETTER, TOPIC_FRAMES, FrameV1, encode
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY = 16
+FLUSH_INTERVAL_S = 0.05
+STATS_INTERVAL_S = 1.0
+
+
+class IngestService:
+    stage = "ingest"
+
+    def __init__(self, resources: Resources) -> None:
+        s = resources.settings
+        self.bus = resources.bus
+        self.quality = s.jpeg_quality
+        cameras = [c for c in resources.cameras if c.enabled]
+        self.group = ReaderGroup.for_sources(
+            [source_for_camera(c, realtime=s.ingest_files_realtime) for c in cameras], queue_size=s.ingest_queue
+        )
+        self.health = Health()
+        self.health.detail["cameras"] = [c.id for c in cameras]
+        m = self.metrics = StageMetrics("ingest", registry=resources.registry)
+        self.published = m.counter("frames_published_total", "Frames published to the bus.", ("camera",))
+        self.frames_read = m.counter("frames_read_total", "Frames sampled from the camera.", ("camera",))
+        self.dropped = m.counter("frames_dropped_total", "Frames dropped under backpressure (oldest first).",
+                                 ("camera",))
+        self.reconnects = m.counter("reconnects_total", "Stream reconnect attempts.", ("camera",))
+        self.read_errors = m.counter("read_errors_total", "Open/read/decode failures.", ("camera", "kind"))
+        self.watchdog = m.counter("watchdog_trips_total", "Reads abandoned because they hung.", ("camera",))
+        self.queue_depth = m.gauge("queue_depth", "Frames waiting in the camera's queue.", ("camera",))
+        self.last_frame = m.gauge("last_frame_timestamp_seconds", "Capture time of the newest frame.", ("camera",))
+        self.camera_up = m.gauge("camera_up", "1 while the camera is streaming.", ("camera",))
+        self.encode_seconds = m.histogram("encode_seconds", "JPEG encode time per frame.")
+        self._prev: dict[str, ReaderStats] = {}
+        self.bus.ensure_topics([TOPIC_FRAMES, TOPIC_DEADLETTER])
+
+    def _export_stats(self) -> None:
+        """Turn the readers' monotonic counters into Prometheus counters (by delta) and gauges."""
+        for cam, st in self.group.stats().items():
+            prev = self._prev.get(cam)
+
+            def delta(attr: str, _st: ReaderStats = st, _prev: ReaderStats | None = prev) -> int:
+                return int(getattr(_st, attr)) - (int(getattr(_prev, attr)) if _prev else 0)
+
+            self.frames_read.labels(cam).inc(delta("frames_read"))
+            self.dropped.labels(cam).inc(delta("frames_dropped"))
+            self.reconnects.labels(cam).inc(delta("reconnects"))
+            self.watchdog.labels(cam).inc(delta("watchdog_trips"))
+            for kind in ("open", "read", "decode"):
+                self.read_errors.labels(cam, kind).inc(delta(f"{kind}_errors"))
+            self.queue_depth.labels(cam).set(st.queue_depth)
+            if st.last_frame_ts is not None:
+                self.last_frame.labels(cam).set(st.last_frame_ts)
+            self.camera_up.labels(cam).set(1 if st.state.value == "streaming" else 0)
+            self._prev[cam] = st
+
+    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None:
+        """Publish until stopped; returns by itself when every source is a finite file that has ended."""
+        self.group.start()
+        self.health.ready = True
+        self.metrics.up.set(1)
+        unflushed, last_flush, last_stats = 0, time.monotonic(), 0.0
+        try:
+            while not stop.is_set():
+                self.health.beat()
+                frame = self.group.get(timeout=0.2)
+                now = time.monotonic()
+                if frame is not None:
+                    t0 = time.perf_counter()
+                    jpeg = encode_jpeg(frame.image, quality=self.quality, where=f"camera {frame.camera_id!r}")
+                    self.encode_seconds.observe(time.perf_counter() - t0)
+                    msg = FrameV1(camera_id=frame.camera_id, seq=frame.seq, ts_capture=frame.ts, ts_ingest=time.time(),
+                                  width=frame.width, height=frame.height, jpeg=jpeg)
+                    self.bus.publish(TOPIC_FRAMES, key=msg.key(), value=encode(msg))
+                    self.published.labels(frame.camera_id).inc()
+                    self.metrics.messages_out.labels(TOPIC_FRAMES).inc()
+                    unflushed += 1
+                if unflushed and (unflushed >= FLUSH_EVERY or now - last_flush > FLUSH_INTERVAL_S):
+                    self.bus.flush()
+                    unflushed, last_flush = 0, now
+                if now - last_stats > STATS_INTERVAL_S:
+                    self._export_stats()
+                    last_stats = now
+                if frame is None and self.group.finished:
+                    log.info("ingest: every source has ended")
+                    break
+        finally:
+            self.bus.flush()
+            self._export_stats()
+            self.metrics.up.set(0)
+            self.health.ready = False
+
+    def close(self) -> None:
+        self.group.stop()
+
+
+def build(resources: Resources) -> IngestService:
+    return IngestService(resources)
