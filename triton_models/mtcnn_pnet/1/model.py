@@ -73,7 +73,7 @@ class TritonPythonModel:
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         names = [n for n, _ in self.outputs]
         outs = self.session.run(names, feeds)
-        return [np.ascontiguousarray(o, dtype=dt) for o, (_, dt) in zip(outs, self.outputs)]
+        return [np.ascontiguousarray(o, dtype=dt) for o, (_, dt) in zip(outs, self.outputs, strict=True)]
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
@@ -81,7 +81,7 @@ class TritonPythonModel:
         parsed: list[dict[str, np.ndarray] | None] = []
         for i, request in enumerate(requests):
             try:
-                feeds = {}
+                feeds: dict[str, np.ndarray] = {}
                 for name in self.input_names:
                     tensor = pb_utils.get_input_tensor_by_name(request, name)
                     if tensor is None:
@@ -95,12 +95,12 @@ class TritonPythonModel:
 
         if self.max_batch_size > 0:
             groups: dict[tuple[Any, ...], list[int]] = {}
-            for i, feeds in enumerate(parsed):
-                if feeds is not None:
-                    key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items())
+            for i, maybe in enumerate(parsed):
+                if maybe is not None:
+                    key = tuple((n, a.shape[1:], a.dtype.str) for n, a in maybe.items())
                     groups.setdefault(key, []).append(i)
         else:
-            groups = {(i,): [i] for i, feeds in enumerate(parsed) if feeds is not None}
+            groups = {(i,): [i] for i, maybe in enumerate(parsed) if maybe is not None}
 
         for members in groups.values():
             group = [parsed[i] for i in members]
@@ -115,8 +115,8 @@ class TritonPythonModel:
                     bounds = np.cumsum(sizes)[:-1]
                     per_output = [np.split(o, bounds) for o in outs]
                     splits = [[chunks[k] for chunks in per_output] for k in range(len(members))]
-                for i, arrays in zip(members, splits):
-                    tensors = [pb_utils.Tensor(name, arr) for (name, _), arr in zip(self.outputs, arrays)]
+                for i, arrays in zip(members, splits, strict=True):
+                    tensors = [pb_utils.Tensor(name, arr) for (name, _), arr in zip(self.outputs, arrays, strict=True)]
                     responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
             except Exception as e:  # onnxruntime raises untyped errors; each caller gets the reason
                 shapes = {n: list(a.shape) for n, a in (group[0] or {}).items()}

@@ -1,0 +1,84 @@
+"""One call from decoded frames to analysed faces: detect → align → embed + emotion → quality.
+
+Every model sees one batched call per micro-batch (all faces of all frames together), which is what makes
+Triton's dynamic batching and a GPU worthwhile. Pre/post-processing is numpy here, shared by both backends, so
+in-process ONNX Runtime and Triton give the same faces for the same frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from argus.errors import ConfigError
+from argus.faces.align import align_faces, emotion_crops
+from argus.faces.embedder import FaceEmbedder
+from argus.faces.emotion import EmotionClassifier
+from argus.faces.quality import assess
+from argus.faces.types import Detections, Face
+from argus.imaging import as_bgr
+from argus.inference.backend import InferenceBackend
+
+EMBEDDER_NAME = "dlib-resnet-v1"
+
+
+class FacePipeline:
+    def __init__(
+        self,
+        *,
+        backend: InferenceBackend,
+        detector: str = "mtcnn",
+        min_face_size: int = 40,
+        det_threshold: float = 0.95,
+    ) -> None:
+        self.backend = backend
+        self.detector_name = detector
+        self.embedder_name = EMBEDDER_NAME
+        self._detect: Callable[[Sequence[np.ndarray]], list[Detections]]
+        if detector == "mtcnn":
+            from argus.faces.mtcnn import MtcnnDetector
+
+            self._detect = MtcnnDetector(backend, min_face_size=min_face_size,
+                                         thresholds=(0.6, 0.7, det_threshold)).detect
+        elif detector == "blazeface":
+            from argus.faces.blazeface import BlazeFaceDetector
+
+            self._detect = BlazeFaceDetector(backend, min_face_size=float(min_face_size)).detect
+        else:
+            raise ConfigError(f"detector: expected 'mtcnn' or 'blazeface', got {detector!r}")
+        self.embedder = FaceEmbedder(backend)
+        self.emotion = EmotionClassifier(backend)
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        """Detections for one frame (what ``argus eval faces`` needs)."""
+        return self._detect([as_bgr(frame)])[0]
+
+    def process(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces per frame, in frame order; a frame without faces gives an empty list."""
+        bgr = [as_bgr(f, where=f"frame {i}") for i, f in enumerate(frames)]
+        dets = self._detect(bgr) if bgr else []
+        aligned: list[np.ndarray] = []
+        grey: list[np.ndarray] = []
+        for frame, d in zip(bgr, dets, strict=True):
+            if len(d):
+                aligned.append(align_faces(frame, d.landmarks))
+                grey.append(emotion_crops(frame, d.boxes))
+        if not aligned:
+            return [[] for _ in bgr]
+        crops = np.concatenate(aligned)
+        embeddings = self.embedder.embed(crops)
+        emotions = self.emotion.classify(np.concatenate(grey))
+        out: list[list[Face]] = []
+        i = 0
+        for d in dets:
+            faces: list[Face] = []
+            for j in range(len(d)):
+                faces.append(Face(
+                    box=d.boxes[j], landmarks=d.landmarks[j], det_score=float(d.scores[j]),
+                    embedding=embeddings[i], emotion=emotions[i].astype(np.float32),
+                    quality=assess(d.boxes[j], crops[i]), crop=crops[i],
+                ))
+                i += 1
+            out.append(faces)
+        return out
