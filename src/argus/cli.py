@@ -122,7 +122,12 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
 
 def _doc(obj: Any) -> dict[str, Any]:
-    d = obj.model_dump(mode="json", exclude={"crop_jpeg"}) if hasattr(obj, "model_dump") else dict(obj.__dict__)
+    """One history row as JSON-able dict, without the crop bytes (use the API or MongoDB for evidence images)."""
+    if hasattr(obj, "alert"):  # AlertRecord: the alert plus its triage state
+        d = obj.alert.model_dump(mode="json", exclude={"crop_jpeg"})
+        d.update(status=obj.status, acked_by=obj.acked_by, acked_at=obj.acked_at, note=obj.note)
+        return d
+    d = obj.to_doc()
     d.pop("crop_jpeg", None)
     return d
 

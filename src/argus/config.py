@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     min_quality_blur: float = Field(default=15.0, ge=0, description="Faces blurrier than this are not matched.")
     cooldown_s: float = Field(default=60.0, ge=0, description="One alert per (person, camera) per window.")
     sinks: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["log"], description="Alert sinks, comma-separated: log, webhook, kafka."
+        default_factory=lambda: ["log", "kafka"],
+        description="Alert sinks, comma-separated: log, webhook, kafka (= argus.alerts.v1 on the bus).",
     )
     webhook_url: SecretStr | None = Field(default=None, description="Webhook for alerts (may embed a token).")
     store_crops: bool = Field(default=True, description="Keep face crops in event history (evidence).")

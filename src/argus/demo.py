@@ -104,7 +104,7 @@ def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = 
             faces=int(_metric(res.registry, "argus_inference_faces_total")),
             matches=int(_metric(res.registry, "argus_matcher_matches_total")),
         )
-        for a in sorted(res.store.query_alerts(limit=1000), key=lambda a: a.ts_capture):
+        for a in sorted((r.alert for r in res.store.query_alerts(limit=1000)), key=lambda a: a.ts_capture):
             result.alerts.append({
                 "alert_id": a.alert_id, "person_id": a.person_id, "camera_id": a.camera_id,
                 "camera_name": a.camera_name, "location": a.location.model_dump(), "score": round(a.score, 4),

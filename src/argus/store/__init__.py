@@ -1,0 +1,25 @@
+"""Event history and alerts: :class:`~argus.store.sqlite.SqliteEventStore` embedded (laptop demo, single box),
+:class:`~argus.store.mongo.MongoEventStore` in production. Both satisfy :class:`~argus.store.base.EventStore`;
+the backends are imported lazily so the demo never needs pymongo."""
+
+from argus.store.base import (
+    ALERT_STATUSES,
+    AlertNotFoundError,
+    AlertRecord,
+    CameraRecord,
+    EventStore,
+    PersonRecord,
+    SightingEvent,
+    event_id_for,
+)
+
+__all__ = [
+    "ALERT_STATUSES",
+    "AlertNotFoundError",
+    "AlertRecord",
+    "CameraRecord",
+    "EventStore",
+    "PersonRecord",
+    "SightingEvent",
+    "event_id_for",
+]
