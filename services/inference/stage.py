@@ -25,7 +25,7 @@ class InferenceProcessor:
     stage = "inference"
     input_topic = TOPIC_FRAMES
     input_type = FrameV1
-    output_topics = (TOPIC_FACES,)
+    output_topics: tuple[str, ...] = (TOPIC_FACES,)
 
     def __init__(self, resources: Resources, metrics: StageMetrics) -> None:
         self.pipeline = resources.pipeline

@@ -26,8 +26,8 @@ from argus.schemas import (
     TOPIC_FACES,
     TOPIC_MATCHES,
     CandidateV1,
-    FacesV1,
     FaceMatchV1,
+    FacesV1,
     FaceV1,
     MatchesV1,
     embedding_from_bytes,
@@ -46,7 +46,7 @@ class MatcherProcessor:
     stage = "matcher"
     input_topic = TOPIC_FACES
     input_type = FacesV1
-    output_topics = (TOPIC_MATCHES,)
+    output_topics: tuple[str, ...] = (TOPIC_MATCHES,)
 
     def __init__(self, resources: Resources, metrics: StageMetrics) -> None:
         s = resources.settings

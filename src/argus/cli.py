@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ def _ts(value: str) -> float:
         dt = datetime.fromisoformat(value)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected epoch seconds or ISO-8601 time, got {value!r}") from e
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -195,7 +195,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     if args.list:
         for name, f in Settings.model_fields.items():
-            print(f"ARGUS_{name.upper():28s} default={f.get_default(call_default_factory=True)!s:32.32s} {f.description}")
+            default = f.get_default(call_default_factory=True)
+            print(f"ARGUS_{name.upper():28s} default={default!s:32.32s} {f.description}")
         return 0
     s = load_settings()
     print(json.dumps(s.redacted(), indent=1, default=str))
@@ -204,7 +205,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     try:
-        from bench.run import main as bench_main  # type: ignore[import-not-found]
+        from bench.run import main as bench_main
     except ImportError as e:
         raise ConfigError("benchmarks live in bench/ of a source checkout; run from the repository root") from e
     return int(bench_main(["--quick"] if args.quick else []) or 0)

@@ -74,8 +74,8 @@ def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = 
     if fresh and data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    s = settings or load_settings(data_dir=data_dir, cameras_file=DEMO_CAMERAS, ingest_queue=10_000, ingest_files_realtime=False,
-                                  metrics_port=0, sinks=["log", "kafka"])
+    s = settings or load_settings(data_dir=data_dir, cameras_file=DEMO_CAMERAS, ingest_queue=10_000,
+                                  ingest_files_realtime=False, metrics_port=0, sinks=["log", "kafka"])
     res = Resources(s, registry=CollectorRegistry())
     try:
         for p in DEMO_WATCHLIST:

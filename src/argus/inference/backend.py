@@ -45,7 +45,7 @@ class OnnxRuntimeBackend:
         self._sessions: dict[str, object] = {}
         self._lock = threading.Lock()
 
-    def _session(self, model: str):  # type: ignore[no-untyped-def]
+    def _session(self, model: str):
         with self._lock:
             sess = self._sessions.get(model)
             if sess is not None:

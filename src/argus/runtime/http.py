@@ -53,7 +53,7 @@ class OpsServer:
 
 def _make_handler(registry: CollectorRegistry, health: Health) -> Callable[..., BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif self.path.startswith("/healthz"):
@@ -73,7 +73,7 @@ def _make_handler(registry: CollectorRegistry, health: Health) -> Callable[..., 
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server API
+        def log_message(self, format: str, *args: object) -> None:
             log.debug("ops http: " + format, *args)
 
     return Handler
