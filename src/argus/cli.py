@@ -178,7 +178,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if not args.data:
                 raise ConfigError("argus eval emotion needs --data DIR (FER2013-style csv or a folder per class)")
             out = evaluation.eval_emotion(res.backend, Path(args.data))
-        print(json.dumps(out, default=float))
+        summary = {k: v for k, v in out.items() if k not in {"embeddings", "labels", "sources"}}
+        print(json.dumps(summary, default=float))
     finally:
         res.close()
     return 0
