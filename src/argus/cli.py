@@ -40,15 +40,9 @@ def _ts(value: str) -> float:
 
 # ---------------------------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    if args.distributed:
-        from argus.distributed import run_distributed_demo
+    from argus.demo import print_summary, run_demo
 
-        result = run_distributed_demo(data_dir=Path(args.data_dir))
-    else:
-        from argus.demo import run_demo
-
-        result = run_demo(data_dir=Path(args.data_dir))
-    from argus.demo import print_summary
+    result = run_demo(data_dir=Path(args.data_dir))
 
     print_summary(result)
     return 0
@@ -204,14 +198,6 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    try:
-        from bench.run import main as bench_main
-    except ImportError as e:
-        raise ConfigError("benchmarks live in bench/ of a source checkout; run from the repository root") from e
-    return int(bench_main(["--quick"] if args.quick else []) or 0)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="argus", description=__doc__.splitlines()[0])
@@ -220,8 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run the whole pipeline on real clips and print the alerts")
     d.add_argument("--data-dir", default=".argus/demo", help="where the demo keeps its gallery and history")
-    d.add_argument("--distributed", action="store_true",
-                   help="four OS processes over the servers started by `argus dev up`")
     d.set_defaults(fn=cmd_demo)
 
     r = sub.add_parser("run", help="run one stage (the container entry point)")
@@ -281,10 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="validate and print the configuration (secrets masked)")
     c.add_argument("--list", action="store_true", help="list every ARGUS_* variable with its default")
     c.set_defaults(fn=cmd_config)
-
-    b = sub.add_parser("bench", help="run the benchmarks in bench/")
-    b.add_argument("--quick", action="store_true")
-    b.set_defaults(fn=cmd_bench)
     return ap
 
 
