@@ -9,20 +9,26 @@ from argus.errors import InputError
 
 
 def as_bgr(img: np.ndarray, *, where: str = "image") -> np.ndarray:
-    """Any grey (H×W, H×W×1), BGR or BGRA uint8 image → contiguous BGR; reject empty or odd layouts."""
+    """Any grey (H×W, H×W×1), BGR or BGRA uint8 image → BGR; reject empty or odd layouts, naming ``where``.
+
+    The one place frames are validated: both detectors and the pipeline call it, so every stage refuses the same
+    inputs with the same words.
+    """
     if not isinstance(img, np.ndarray):
-        raise InputError(f"{where}: expected a numpy image, got {type(img).__name__}")
-    if img.size == 0 or img.ndim < 2 or img.shape[0] == 0 or img.shape[1] == 0:
-        raise InputError(f"{where}: expected a non-empty image, got shape {img.shape}")
+        raise InputError(f"{where}: expected a numpy array, got {type(img).__name__}")
     if img.dtype != np.uint8:
-        raise InputError(f"{where}: expected uint8 pixels, got {img.dtype}")
-    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
-        return cv2.cvtColor(img.reshape(img.shape[0], img.shape[1]), cv2.COLOR_GRAY2BGR)
-    if img.ndim == 3 and img.shape[2] == 3:
-        return np.ascontiguousarray(img)
-    if img.ndim == 3 and img.shape[2] == 4:
+        raise InputError(f"{where}: expected dtype uint8, got {img.dtype}")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
+        raise InputError(f"{where}: expected shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {img.shape}")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise InputError(f"{where}: expected a non-empty image, got shape {img.shape}")
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    raise InputError(f"{where}: expected H×W, H×W×1, H×W×3 or H×W×4, got shape {img.shape}")
+    return img
 
 
 def encode_jpeg(img: np.ndarray, *, quality: int = 85, where: str = "image") -> bytes:

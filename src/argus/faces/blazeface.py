@@ -32,6 +32,7 @@ import numpy as np
 from argus.errors import BackendError, ConfigError, InputError
 from argus.faces.boxes import iou, nms
 from argus.faces.types import Detections
+from argus.imaging import as_bgr
 from argus.inference.backend import InferenceBackend
 
 LOG = logging.getLogger(__name__)
@@ -66,25 +67,6 @@ def ssd_anchors() -> np.ndarray:
 
 
 _ANCHORS = ssd_anchors()
-
-
-def _to_bgr(frame: np.ndarray, index: int) -> np.ndarray:
-    """Validate one frame (BGR, BGRA or grey uint8) and return it as H x W x 3 BGR uint8."""
-    if not isinstance(frame, np.ndarray):
-        raise InputError(f"frame {index}: expected a numpy array, got {type(frame).__name__}")
-    if frame.dtype != np.uint8:
-        raise InputError(f"frame {index}: expected dtype uint8, got {frame.dtype}")
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        frame = frame[:, :, 0]
-    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (3, 4)):
-        raise InputError(f"frame {index}: expected shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {frame.shape}")
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise InputError(f"frame {index}: expected a non-empty image, got shape {frame.shape}")
-    if frame.ndim == 2:
-        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    if frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    return frame
 
 
 def letterbox(frame_bgr: np.ndarray) -> tuple[np.ndarray, float, float, float, float]:
@@ -233,7 +215,7 @@ class BlazeFaceDetector:
         tiles = np.empty((len(frames), INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
         geom: list[tuple[float, float, float, float, int, int]] = []
         for i, frame in enumerate(frames):
-            bgr = _to_bgr(frame, i)
+            bgr = as_bgr(frame, where=f"frame {i}")
             tile, sx, sy, ox, oy = letterbox(bgr)
             tiles[i] = tile
             geom.append((sx, sy, ox, oy, bgr.shape[1], bgr.shape[0]))

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from argus.errors import BackendError, ConfigError, InputError
+from argus.errors import BackendError, ConfigError
 from argus.faces.boxes import apply_regression, batched_nms, square_boxes
 from argus.faces.types import Detections
+from argus.imaging import as_bgr
 from argus.inference.backend import InferenceBackend
 
 LOG = logging.getLogger(__name__)
@@ -69,21 +70,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 def to_rgb(frame: np.ndarray, index: int = 0) -> np.ndarray:
     """Validate one frame (BGR, BGRA or grey uint8) and return it as an H x W x 3 RGB uint8 array."""
-    if not isinstance(frame, np.ndarray):
-        raise InputError(f"frame {index}: expected a numpy array, got {type(frame).__name__}")
-    if frame.dtype != np.uint8:
-        raise InputError(f"frame {index}: expected dtype uint8, got {frame.dtype}")
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        frame = frame[:, :, 0]
-    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (3, 4)):
-        raise InputError(f"frame {index}: expected shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {frame.shape}")
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise InputError(f"frame {index}: expected a non-empty image, got shape {frame.shape}")
-    if frame.ndim == 2:
-        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-    if frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(as_bgr(frame, where=f"frame {index}"), cv2.COLOR_BGR2RGB)
 
 
 class MtcnnDetector:
