@@ -20,7 +20,7 @@ from argus.runtime.http import Health
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
 from argus.schemas import TOPIC_ALERTS, TOPIC_MATCHES, AlertV1, LocationV1, MatchesV1
-from argus.sinks.base import AlertSink
+from argus.sinks.base import AlertSink, FanOut
 from argus.store.base import SightingEvent
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class AlerterProcessor:
         self.cooldown_s = s.cooldown_s
         self.publish_alerts = "kafka" in s.sinks
         self.store_crops = s.store_crops
-        self.sinks = sinks
+        self.sinks = FanOut(sinks)
         self._last: dict[tuple[str, str], tuple[float, str]] = {}  # (person, camera) -> (ts_capture, event_id)
         self.alerts = metrics.counter("alerts_total", "Alerts raised, by camera.", ("camera",))
         self.suppressed = metrics.counter("alerts_suppressed_total", "Sightings inside an open cooldown window.")
@@ -91,11 +91,13 @@ class AlerterProcessor:
                     quality=fm.quality, box=fm.box, crop_jpeg=fm.crop_jpeg, seq=m.seq,
                     ts_capture=m.ts_capture, ts_alert=time.time(), gallery_version=m.gallery_version,
                 )
-                self._notify(alert)
+                for outcome in self.sinks.send(alert):  # one failing sink never blocks the others or the history
+                    if not outcome.ok:
+                        self.sink_failures.labels(outcome.sink).inc()
                 self.store.put_alert(alert)
                 self._last[(fm.person_id, m.camera_id)] = (m.ts_capture, fm.event_id)
                 self.alerts.labels(m.camera_id).inc()
-                events.append(SightingEvent.from_match(m, fm, store_crop=self.store_crops, alert_id=alert.alert_id))
+                events.append(event.with_alert(alert.alert_id))
                 if self.publish_alerts:
                     out.append(Output(TOPIC_ALERTS, alert))
         if events:
@@ -103,17 +105,8 @@ class AlerterProcessor:
             self.events.inc(len(events))
         return out
 
-    def _notify(self, alert: AlertV1) -> None:
-        for sink in self.sinks:
-            try:
-                sink.send(alert)
-            except Exception as e:  # one failing sink never blocks the others or the history
-                self.sink_failures.labels(sink.name).inc()
-                log.error("alert %s: sink %s failed: %s", alert.alert_id, sink.name, e)
-
     def close(self) -> None:
-        for sink in self.sinks:
-            sink.close()
+        self.sinks.close()
 
 
 def make_sinks(resources: Resources) -> list[AlertSink]:
