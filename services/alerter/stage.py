@@ -21,7 +21,7 @@ from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
 from argus.schemas import TOPIC_ALERTS, TOPIC_MATCHES, AlertV1, LocationV1, MatchesV1
 from argus.sinks.base import AlertSink, FanOut
-from argus.store.base import SightingEvent
+from argus.store.base import CameraRecord, SightingEvent
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ class AlerterProcessor:
         self.events = metrics.counter("events_total", "Sightings written to the event history.")
         self.sink_failures = metrics.counter("sink_failures_total", "Alert deliveries that failed, by sink.",
                                              ("sink",))
+        # Analysts join events to cameras in the store; the registry is the source of truth, mirrored at start-up.
+        for cam in self.cameras:
+            self.store.upsert_camera(CameraRecord.from_camera(cam))
 
     def _last_alert(self, person_id: str, camera_id: str) -> tuple[float, str] | None:
         key = (person_id, camera_id)

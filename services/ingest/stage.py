@@ -39,6 +39,7 @@ class IngestService:
         )
         self.health = Health()
         self.health.detail["cameras"] = [c.id for c in cameras]
+        self.health.detail["sources_finished"] = False
         m = self.metrics = StageMetrics("ingest", registry=resources.registry)
         self.published = m.counter("frames_published_total", "Frames published to the bus.", ("camera",))
         self.frames_read = m.counter("frames_read_total", "Frames sampled from the camera.", ("camera",))
@@ -75,11 +76,18 @@ class IngestService:
             self._prev[cam] = st
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None:
-        """Publish until stopped; returns by itself when every source is a finite file that has ended."""
+        """Publish until stopped.
+
+        When every source is a finite file that has ended, a replay (``idle_exit_s`` given: the one-process demo,
+        batch jobs) returns after that idle time; a service keeps running and serving its metrics and health
+        (``/readyz`` says ``sources_finished``) until it is stopped, so an orchestrator or Kubernetes never
+        restarts it into replaying the same files and Prometheus keeps its last values.
+        """
         self.group.start()
         self.health.ready = True
         self.metrics.up.set(1)
         unflushed, last_flush, last_stats = 0, time.monotonic(), 0.0
+        finished_at: float | None = None
         try:
             while not stop.is_set():
                 self.health.beat()
@@ -102,8 +110,15 @@ class IngestService:
                     self._export_stats()
                     last_stats = now
                 if frame is None and self.group.finished:
-                    log.info("ingest: every source has ended")
-                    break
+                    if finished_at is None:
+                        self.bus.flush()
+                        unflushed = 0
+                        self._export_stats()
+                        finished_at = now
+                        self.health.detail["sources_finished"] = True
+                        log.info("ingest: every source has ended")
+                    if idle_exit_s is not None and now - finished_at >= idle_exit_s:
+                        break
         finally:
             self.bus.flush()
             self._export_stats()

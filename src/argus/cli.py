@@ -40,9 +40,14 @@ def _ts(value: str) -> float:
 
 # ---------------------------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from argus.demo import print_summary, run_demo
+    from argus.demo import print_summary, run_demo, run_distributed_demo
 
-    result = run_demo(data_dir=Path(args.data_dir))
+    if args.distributed:
+        from argus.cluster import Servers
+
+        result = run_distributed_demo(servers=Servers.from_dev(), data_dir=Path(args.data_dir))
+    else:
+        result = run_demo(data_dir=Path(args.data_dir))
 
     print_summary(result)
     return 0
@@ -94,7 +99,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
             person = Person(person_id=args.person_id, display_name=args.name or args.person_id,
                             watchlist=args.watchlist, notes=args.notes)
             r = enroll_person(pipeline=res.pipeline, gallery=g, person=person, images=[Path(p) for p in args.images],
-                              actor=args.actor, reason=args.reason)
+                              actor=args.actor, reason=args.reason, store=res.store)
             for path, why in r.rejected.items():
                 print(f"rejected {path}: {why}", file=sys.stderr)
             print(json.dumps({"enrolled": r.person_id, "images": len(r.accepted), "rejected": len(r.rejected),
@@ -103,7 +108,12 @@ def cmd_gallery(args: argparse.Namespace) -> int:
             for p in g.persons():
                 print(json.dumps(p.to_dict(), default=str))
         elif args.gallery_cmd == "remove":
+            from argus.enroll import record_person
+
+            gone = next((p for p in g.persons() if p.person_id == args.person_id), None)
             g.remove(args.person_id, actor=args.actor, reason=args.reason)
+            if gone is not None:
+                record_person(res.store, gone, gallery=g, actor=args.actor, reason=args.reason, removed=True)
             print(json.dumps({"removed": args.person_id, "gallery_version": g.version}))
         elif args.gallery_cmd == "audit":
             from argus.gallery.audit import read_audit
@@ -206,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run the whole pipeline on real clips and print the alerts")
     d.add_argument("--data-dir", default=".argus/demo", help="where the demo keeps its gallery and history")
+    d.add_argument("--distributed", action="store_true",
+                   help="run the four stages as separate processes over the servers `argus dev up` started "
+                        "(Kafka, Triton, MongoDB; registered with its Prometheus when running)")
     d.set_defaults(fn=cmd_demo)
 
     r = sub.add_parser("run", help="run one stage (the container entry point)")

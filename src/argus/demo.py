@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -24,6 +24,10 @@ from argus.enroll import enroll_person
 from argus.gallery.base import Person
 from argus.runtime.resources import Resources
 from argus.runtime.service import STAGES, Service, build_service
+from argus.store.base import EventStore
+
+if TYPE_CHECKING:
+    from argus.cluster import Servers
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +82,13 @@ def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = 
                                   ingest_files_realtime=False, metrics_port=0, sinks=["log", "kafka"])
     res = Resources(s, registry=CollectorRegistry())
     try:
-        for p in DEMO_WATCHLIST:
-            r = enroll_person(pipeline=res.pipeline, gallery=res.gallery,
-                              person=Person(person_id=p.person_id, display_name=p.display_name,
-                                            watchlist=p.watchlist),
-                              images=list(p.images), actor="argus-demo", reason="demo watch-list")
-            log.info("enrolled %s from %d image(s)", p.person_id, len(r.accepted))
+        enroll_demo_watchlist(res)
         services: dict[str, Service] = {name: build_service(name, res) for name in STAGES}
         stop = threading.Event()
+        # ingest returns once every clip has ended (idle_exit_s=0); the other stages run until stopped
         threads = {
-            name: threading.Thread(target=svc.run, args=(stop,), name=f"stage-{name}", daemon=True)
+            name: threading.Thread(target=svc.run, args=(stop,), name=f"stage-{name}", daemon=True,
+                                   kwargs={"idle_exit_s": 0.0} if name == "ingest" else {})
             for name, svc in services.items()
         }
         for t in threads.values():
@@ -103,17 +104,65 @@ def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = 
             frames=int(_metric(res.registry, "argus_ingest_frames_published_total")),
             faces=int(_metric(res.registry, "argus_inference_faces_total")),
             matches=int(_metric(res.registry, "argus_matcher_matches_total")),
+            alerts=alerts_json(res.store),
         )
-        for a in sorted((r.alert for r in res.store.query_alerts(limit=1000)), key=lambda a: a.ts_capture):
-            result.alerts.append({
-                "alert_id": a.alert_id, "person_id": a.person_id, "camera_id": a.camera_id,
-                "camera_name": a.camera_name, "location": a.location.model_dump(), "score": round(a.score, 4),
-                "threshold": round(a.threshold, 4), "margin": round(a.margin, 4),
-                "runner_up": a.candidates[1].person_id if len(a.candidates) > 1 else None,
-                "emotion": a.emotion, "ts": a.ts_capture,
-            })
         result.extra = {"bus": res.bus.name, "backend": res.backend.name, "store": s.store.value,
                         "events": res.store.count_events(), "dead_letters": _dead_letters(res)}
+        result.seconds = time.monotonic() - t0
+        return result
+    finally:
+        res.close()
+
+
+def enroll_demo_watchlist(res: Resources) -> None:
+    """The demo's watch-list: the man from the clips plus two distractors (so alerts show runner-ups)."""
+    for p in DEMO_WATCHLIST:
+        r = enroll_person(pipeline=res.pipeline, gallery=res.gallery,
+                          person=Person(person_id=p.person_id, display_name=p.display_name, watchlist=p.watchlist),
+                          images=list(p.images), actor="argus-demo", reason="demo watch-list", store=res.store)
+        log.info("enrolled %s from %d image(s)", p.person_id, len(r.accepted))
+
+
+def alerts_json(store: EventStore) -> list[dict[str, Any]]:
+    """Every alert in the history, oldest capture first, as the demo's JSON prints it."""
+    out = []
+    for a in sorted((r.alert for r in store.query_alerts(limit=1000)), key=lambda a: a.ts_capture):
+        out.append({
+            "alert_id": a.alert_id, "person_id": a.person_id, "camera_id": a.camera_id,
+            "camera_name": a.camera_name, "location": a.location.model_dump(), "score": round(a.score, 4),
+            "threshold": round(a.threshold, 4), "margin": round(a.margin, 4),
+            "runner_up": a.candidates[1].person_id if len(a.candidates) > 1 else None,
+            "emotion": a.emotion, "ts": a.ts_capture,
+        })
+    return out
+
+
+def run_distributed_demo(*, servers: Servers, data_dir: Path, cameras_file: Path = DEMO_CAMERAS,
+                         timeout_s: float = 600.0) -> DemoResult:
+    """The same demo with the four stages as separate processes over Kafka, Triton and MongoDB.
+
+    It resets the demo's topics, consumer groups and its own MongoDB database (``argus_demo``) first, so every
+    run starts empty; the stages keep running until every frame has passed every stage, then stop on SIGTERM.
+    """
+    from argus.cluster import LocalCluster
+    from argus.schemas import TOPIC_DEADLETTER, TOPIC_FRAMES
+
+    t0 = time.monotonic()
+    cluster = LocalCluster(servers=servers, data_dir=data_dir, cameras_file=cameras_file)
+    cluster.reset()
+    res = Resources(cluster.settings, registry=CollectorRegistry())
+    try:
+        enroll_demo_watchlist(res)
+        with cluster.running():
+            cluster.wait_drained(timeout_s=timeout_s)
+            faces = cluster.procs["inference"].metric("argus_inference_faces_total")
+            matches = cluster.procs["matcher"].metric("argus_matcher_matches_total")
+        result = DemoResult(frames=sum(cluster.end_offsets(TOPIC_FRAMES)), faces=int(faces), matches=int(matches),
+                            alerts=alerts_json(res.store))
+        result.extra = {"bus": "kafka", "backend": "triton", "store": "mongodb", "events": res.store.count_events(),
+                        "dead_letters": sum(cluster.end_offsets(TOPIC_DEADLETTER)),
+                        "processes": {s: p.starts for s, p in cluster.procs.items()},
+                        "logs": str(cluster.data_dir / "logs")}
         result.seconds = time.monotonic() - t0
         return result
     finally:

@@ -16,6 +16,7 @@ from argus.errors import InputError, NoFaceError
 from argus.faces.pipeline import FacePipeline
 from argus.gallery.base import Gallery, Person
 from argus.imaging import read_image
+from argus.store.base import EventStore, PersonRecord
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,22 @@ def embed_single_face(pipeline: FacePipeline, path: Path) -> np.ndarray:
     return faces[0].embedding
 
 
+def record_person(store: EventStore, person: Person, *, gallery: Gallery, actor: str, reason: str,
+                  images: int = 0, removed: bool = False) -> None:
+    """Mirror a watch-list change into the store's ``persons`` collection, so analysts can join events to who
+    a person is (and see that an entry was removed) without reading the gallery files. The gallery's audit log
+    stays the authoritative record of every change."""
+    attributes = {"gallery_version": gallery.version, "changed_by": actor, "reason": reason,
+                  "status": "removed" if removed else "enrolled"}
+    if not removed:
+        attributes["images"] = images
+    store.upsert_person(PersonRecord(person_id=person.person_id, display_name=person.display_name,
+                                     watchlist=person.watchlist, note=person.notes, attributes=attributes))
+
+
 def enroll_person(
-    *, pipeline: FacePipeline, gallery: Gallery, person: Person, images: list[Path], actor: str, reason: str
+    *, pipeline: FacePipeline, gallery: Gallery, person: Person, images: list[Path], actor: str, reason: str,
+    store: EventStore | None = None,
 ) -> EnrollResult:
     accepted: list[str] = []
     rejected: dict[str, str] = {}
@@ -57,4 +72,6 @@ def enroll_person(
             + "; ".join(rejected.values())
         )
     gallery.enroll(person, np.stack(embeddings).astype(np.float32), actor=actor, reason=reason)
+    if store is not None:
+        record_person(store, person, gallery=gallery, actor=actor, reason=reason, images=len(embeddings))
     return EnrollResult(person.person_id, accepted, rejected)

@@ -93,6 +93,84 @@ class KafkaBus:
             t, exc = failed[0] if failed else (unacked[0], "not acknowledged in time")
             raise BusError(f"{len(failed) + len(unacked)} message(s) not acknowledged, first on {t!r}: {exc}")
 
+    def pending(self, group: str, topics: Sequence[str]) -> int:
+        """Messages on ``topics`` not yet committed by ``group`` — the lag KEDA scales on, and the distributed
+        demo's drain check. Reads committed offsets without joining the group, so it never triggers a rebalance."""
+        from kafka import KafkaConsumer
+        from kafka.structs import TopicPartition
+
+        try:
+            c = KafkaConsumer(bootstrap_servers=self._bootstrap.split(","), group_id=group,
+                              client_id=f"{self._client_id}-lag", enable_auto_commit=False)
+        except Exception as e:
+            raise BusError(f"cannot reach Kafka at {self._bootstrap} to read the lag of {group!r}: {e}") from e
+        try:
+            tps = [TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or ())]
+            if not tps:
+                return 0
+            ends, starts = c.end_offsets(tps), c.beginning_offsets(tps)
+            total = 0
+            for tp in tps:
+                committed = c.committed(tp)
+                total += max(0, ends[tp] - (committed if committed is not None else starts[tp]))
+            return total
+        except Exception as e:
+            raise BusError(f"cannot read the lag of group {group!r} on {list(topics)} at {self._bootstrap}: "
+                           f"{e}") from e
+        finally:
+            c.close(autocommit=False)
+
+    def end_offsets(self, topic: str) -> list[int]:
+        """Per-partition end offsets (messages ever written, for a fresh topic)."""
+        from kafka import KafkaConsumer
+        from kafka.structs import TopicPartition
+
+        try:
+            c = KafkaConsumer(bootstrap_servers=self._bootstrap.split(","), client_id=f"{self._client_id}-offsets",
+                              enable_auto_commit=False)
+            try:
+                tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+                ends = c.end_offsets(tps) if tps else {}
+                return [int(ends[tp]) for tp in tps]
+            finally:
+                c.close(autocommit=False)
+        except Exception as e:
+            raise BusError(f"cannot read the end offsets of {topic!r} at {self._bootstrap}: {e}") from e
+
+    def delete(self, *, topics: Sequence[str], groups: Sequence[str], timeout_s: float = 30.0) -> None:
+        """Delete ``topics`` and ``groups`` and wait until the topics are gone. Only the demo uses this, to start
+        from a clean slate on a development broker; nothing in the pipeline ever deletes data."""
+        import time
+
+        from kafka.admin import KafkaAdminClient
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self._bootstrap.split(","), client_id=self._client_id)
+        except Exception as e:
+            raise BusError(f"cannot reach Kafka at {self._bootstrap}: {e}") from e
+        try:
+            existing = set(admin.list_topics())
+            doomed = [t for t in topics if t in existing]
+            if doomed:
+                admin.delete_topics(doomed)
+            for g in groups:
+                try:
+                    admin.delete_groups([g])
+                except Exception as e:  # a group that never committed does not exist: nothing to delete
+                    log.debug("delete group %s: %s", g, e)
+            deadline = time.monotonic() + timeout_s
+            while doomed and set(doomed) & set(admin.list_topics()):
+                if time.monotonic() > deadline:
+                    raise BusError(f"topics {doomed} still exist {timeout_s:.0f}s after deletion at {self._bootstrap}")
+                time.sleep(0.2)
+        except BusError:
+            raise
+        except Exception as e:
+            raise BusError(f"cannot delete topics {list(topics)} / groups {list(groups)} at {self._bootstrap}: "
+                           f"{e}") from e
+        finally:
+            admin.close()
+
     def consumer(self, topics: Sequence[str], *, group: str) -> KafkaBusConsumer:
         return KafkaBusConsumer(bootstrap=self._bootstrap, topics=topics, group=group, client_id=self._client_id)
 

@@ -276,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        logging.getLogger("kafka").setLevel(logging.WARNING)  # the readiness probe's client is chatty
+    # The readiness probe's client logs every refused connection while the broker is still starting: expected.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         if args.command == "up":
             eps = up(args.names or None, ports=_parse_ports(args.port), home=args.home, state_dir=args.state_dir,

@@ -37,18 +37,25 @@ class FacePipeline:
         self.embedder_name = EMBEDDER_NAME
         self._detect: Callable[[Sequence[np.ndarray]], list[Detections]]
         if detector == "mtcnn":
-            from argus.faces.mtcnn import MtcnnDetector
+            from argus.faces.mtcnn import ONET, PNET, RNET, MtcnnDetector
+
+            detector_models: tuple[str, ...] = (PNET, RNET, ONET)
 
             self._detect = MtcnnDetector(backend, min_face_size=min_face_size,
                                          thresholds=(0.6, 0.7, det_threshold)).detect
         elif detector == "blazeface":
+            from argus.faces.blazeface import MODEL as BLAZEFACE
             from argus.faces.blazeface import BlazeFaceDetector
+
+            detector_models = (BLAZEFACE,)
 
             self._detect = BlazeFaceDetector(backend, min_face_size=float(min_face_size)).detect
         else:
             raise ConfigError(f"detector: expected 'mtcnn' or 'blazeface', got {detector!r}")
         self.embedder = FaceEmbedder(backend)
         self.emotion = EmotionClassifier(backend)
+        #: Every model this pipeline calls: a server backend checks each is ready at start-up.
+        self.models: tuple[str, ...] = (*detector_models, self.embedder.model, self.emotion.model)
 
     def detect(self, frame: np.ndarray) -> Detections:
         """Detections for one frame (what ``argus eval faces`` needs)."""

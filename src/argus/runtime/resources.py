@@ -61,8 +61,15 @@ class Resources:
         from argus.faces.pipeline import FacePipeline
 
         s = self.settings
-        return FacePipeline(backend=self.backend, detector=s.detector.value, min_face_size=s.min_face_size,
-                            det_threshold=s.det_threshold)
+        pipeline = FacePipeline(backend=self.backend, detector=s.detector.value, min_face_size=s.min_face_size,
+                                det_threshold=s.det_threshold)
+        from argus.inference.triton import TritonBackend
+
+        backend = self.backend
+        if isinstance(backend, TritonBackend):
+            for model in pipeline.models:  # fail at start-up naming a missing model, not on the first frame
+                backend.spec(model)
+        return pipeline
 
     @cached_property
     def gallery(self) -> Gallery:

@@ -56,6 +56,8 @@ INDEXES: tuple[tuple[str, str, list[tuple[str, int]]], ...] = (
     (ALERTS, "person_ts", [("person_id", 1), ("ts_alert", -1)]),
     (ALERTS, "person_camera_tc", [("person_id", 1), ("camera_id", 1), ("ts_capture", -1)]),  # last_alert
     (ALERTS, "ts", [("ts_alert", -1)]),
+    (PERSONS, "watchlist", [("watchlist", 1), ("person_id", 1)]),
+    (CAMERAS, "zone", [("location.zone", 1), ("camera_id", 1)]),
 )
 TTL_INDEX = "retention_ttl"
 _TRIAGE_DEFAULTS: dict[str, Any] = {"status": "new", "acked_by": None, "acked_at": None, "note": ""}
@@ -120,6 +122,14 @@ class MongoEventStore:
             yield
         except PyMongoError as e:
             raise StoreError(f"MongoDB {what} on {collection!r} at {self._where} failed: {self._scrub(e)}") from e
+
+    def reset(self) -> None:
+        """Drop every collection of this database and recreate the indexes. Only ``argus demo --distributed`` calls
+        this, on its own database (``argus_demo``), so each demo run starts from an empty history."""
+        for coll in (EVENTS, ALERTS, PERSONS, CAMERAS):
+            with self._op("drop", coll):
+                self._db.drop_collection(coll)
+        self._ensure_indexes()
 
     def _ensure_indexes(self) -> None:
         """Idempotent: create_index is a no-op when an identical index exists. Run at every start-up."""

@@ -1,0 +1,305 @@
+"""The four stages as separate OS processes over real servers: what ``argus demo --distributed`` and the
+end-to-end tests run, and the closest a laptop gets to the Kubernetes deployment.
+
+Each stage is ``python -m argus.cli run <stage>`` — the container entry point — with its configuration passed
+only through ``ARGUS_*`` environment variables, its own metrics port and its own log file. Nothing is shared
+between the processes except the servers (Kafka, Triton, MongoDB) and the gallery directory, exactly as in a
+cluster. :class:`LocalCluster` starts, kills (SIGKILL, to test redelivery), restarts and stops them, and knows when
+the pipeline has drained: every source has ended and every consumer group has committed its whole input topic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from argus.config import Settings, load_settings
+from argus.errors import ArgusError, ConfigError
+from argus.schemas import TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES
+
+log = logging.getLogger(__name__)
+
+STAGES = ("ingest", "inference", "matcher", "alerter")
+#: Each consuming stage's input topic; its consumer group is ``argus-<stage>`` (see argus.runtime.runner).
+INPUT_TOPICS: dict[str, str] = {"inference": TOPIC_FRAMES, "matcher": TOPIC_FACES, "alerter": TOPIC_MATCHES}
+ALL_TOPICS = (TOPIC_FRAMES, TOPIC_FACES, TOPIC_MATCHES, TOPIC_ALERTS, TOPIC_DEADLETTER)
+
+
+class ClusterError(ArgusError):
+    """A stage process failed to start, died, or the pipeline did not drain in time."""
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Where the real servers are. ``prometheus_state_dir`` lets the cluster register its stages as scrape
+    targets with the project's development Prometheus (``argus.devservers.prometheus.configure``)."""
+
+    kafka: str
+    triton: str
+    mongo_uri: str = field(repr=False)  # may carry a password
+    triton_metrics: str | None = None  # host:port of Triton's Prometheus endpoint
+    prometheus: str | None = None  # base URL
+    prometheus_state_dir: Path | None = None
+
+    @classmethod
+    def from_dev(cls, *, state_dir: Path | None = None) -> Servers:
+        """The servers ``argus dev up`` started; a clear error naming what is missing otherwise."""
+        from argus import devservers
+
+        st = devservers.status(state_dir=state_dir)
+        missing = [n for n in ("kafka", "triton", "mongo") if st.get(n) is None]
+        if missing:
+            raise ConfigError(f"the distributed demo needs {', '.join(missing)} running; start them with "
+                              f"`argus dev up` (installs them on first use), then run it again")
+        kafka, triton, mongo, prom = st["kafka"], st["triton"], st["mongo"], st.get("prometheus")
+        assert kafka is not None and triton is not None and mongo is not None  # checked above, for mypy
+        return cls(kafka=kafka.address, triton=triton.address, mongo_uri=mongo.address,
+                   triton_metrics=f"{triton.host}:{triton.ports['triton_metrics']}",
+                   prometheus=prom.address if prom else None,
+                   prometheus_state_dir=Path(prom.state_dir) if prom else None)
+
+
+@dataclass
+class StageProcess:
+    """One ``argus run <stage>`` process with its ops port (``/metrics``, ``/healthz``, ``/readyz``)."""
+
+    stage: str
+    env: dict[str, str]
+    log_path: Path
+    metrics_port: int
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    _log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        if self.alive:
+            raise ClusterError(f"{self.stage}: already running (pid {self.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self._log.write(f"--- start {self.starts + 1} at {time.strftime('%H:%M:%S')} ---\n".encode())
+        self._log.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "argus.cli", "run", self.stage, "--metrics-port", str(self.metrics_port)],
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.starts += 1
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}{path}"
+
+    def readyz(self) -> dict[str, Any] | None:
+        """The stage's /readyz body when it answers 200, else None."""
+        try:
+            with urllib.request.urlopen(self.url("/readyz"), timeout=2) as resp:
+                return dict(json.loads(resp.read()))
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def metrics_text(self) -> str:
+        try:
+            with urllib.request.urlopen(self.url("/metrics"), timeout=5) as resp:
+                return str(resp.read().decode())
+        except (urllib.error.URLError, OSError) as e:
+            raise ClusterError(f"{self.stage}: /metrics on port {self.metrics_port} unreachable: {e}") from e
+
+    def metric(self, name: str) -> float:
+        """Sum of every sample of ``name`` (all label values) on this process's /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        return sum(s.value for fam in text_string_to_metric_families(self.metrics_text())
+                   for s in fam.samples if s.name == name)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no final commit — what a node failure or an OOM kill looks like to Kafka."""
+        if self.proc is not None and self.alive:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM (the stage finishes its batch, flushes and commits), SIGKILL after ``timeout_s``."""
+        if self.proc is None:
+            return None
+        if self.alive:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0fs; killing it", self.stage, timeout_s)
+                self.kill()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.proc.returncode
+
+
+class LocalCluster:
+    """Run the stages as processes against ``servers``, with state under ``data_dir``.
+
+    ``overrides`` are extra settings (field name → value) for every stage, e.g. ``{"cooldown_s": 30}``.
+    """
+
+    def __init__(self, *, servers: Servers, data_dir: Path, cameras_file: Path, database: str = "argus_demo",
+                 overrides: Mapping[str, Any] | None = None) -> None:
+        from argus.devservers import free_port
+
+        self.servers = servers
+        self.data_dir = Path(data_dir).resolve()
+        self.cameras_file = Path(cameras_file).resolve()
+        self.database = database
+        values: dict[str, Any] = {
+            "data_dir": self.data_dir, "cameras_file": self.cameras_file,
+            "bus": "kafka", "kafka_bootstrap": servers.kafka,
+            "backend": "triton", "triton_url": servers.triton,
+            "store": "mongodb", "mongo_uri": servers.mongo_uri, "mongo_database": database,
+            "sinks": "log,kafka", "ingest_queue": 10_000, "ingest_files_realtime": False,
+            "ort_threads": 1, "log_level": "INFO",
+            **(overrides or {}),
+        }
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("ARGUS_")},
+                    **{f"ARGUS_{k.upper()}": str(v) for k, v in values.items()}}
+        self.settings: Settings = load_settings(**values)  # validates here, before any process starts
+        self.procs = {s: StageProcess(stage=s, env=self.env, log_path=self.data_dir / "logs" / f"{s}.log",
+                                      metrics_port=free_port()) for s in STAGES}
+
+    # -- state ------------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Empty slate for a demo or test run: the Argus topics and consumer groups on the broker, the history
+        in the cluster's own database, and the local gallery. Never points at production: the CLI only runs
+        this on the servers ``argus dev up`` started."""
+        from argus.bus.kafka import KafkaBus
+        from argus.store.mongo import MongoEventStore
+
+        bus = KafkaBus(bootstrap=self.servers.kafka)
+        try:
+            bus.delete(topics=ALL_TOPICS, groups=[f"argus-{s}" for s in INPUT_TOPICS])
+        finally:
+            bus.close()
+        store = MongoEventStore(uri=self.servers.mongo_uri, database=self.database)
+        try:
+            store.reset()
+        finally:
+            store.close()
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
+        self.data_dir.mkdir(parents=True)
+
+    # -- processes --------------------------------------------------------------------------------------------
+    def start(self, stages: Sequence[str] = STAGES, *, timeout_s: float = 120.0) -> None:
+        """Start ``stages`` and wait until each answers /readyz; consumers first, so none misses a rebalance."""
+        order = [s for s in ("alerter", "matcher", "inference", "ingest") if s in stages]
+        for s in order:
+            self.procs[s].start()
+        self._register_with_prometheus()
+        for s in order:
+            self.wait_ready(s, timeout_s=timeout_s)
+
+    def wait_ready(self, stage: str, *, timeout_s: float = 120.0) -> dict[str, Any]:
+        p = self.procs[stage]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not p.alive:
+                raise ClusterError(f"{stage} exited with status {p.proc.returncode if p.proc else None} before it "
+                                   f"was ready; last lines of {p.log_path}:\n{p.log_tail()}")
+            body = p.readyz()
+            if body is not None:
+                return body
+            time.sleep(0.2)
+        raise ClusterError(f"{stage} not ready after {timeout_s:.0f}s; last lines of {p.log_path}:\n{p.log_tail()}")
+
+    def kill(self, stage: str) -> None:
+        self.procs[stage].kill()
+
+    def restart(self, stage: str, *, timeout_s: float = 120.0) -> None:
+        self.procs[stage].stop()
+        self.procs[stage].start()
+        self.wait_ready(stage, timeout_s=timeout_s)
+
+    def stop(self) -> dict[str, int | None]:
+        """SIGTERM every stage, ingest first so the consumers see its last frames; returns exit codes."""
+        return {s: self.procs[s].stop() for s in STAGES}
+
+    def _register_with_prometheus(self) -> None:
+        if self.servers.prometheus_state_dir is None:
+            return
+        from argus.devservers.prometheus import configure
+
+        targets = {f"argus-{s}": [f"127.0.0.1:{p.metrics_port}"] for s, p in self.procs.items()}
+        if self.servers.triton_metrics:
+            targets["triton"] = [self.servers.triton_metrics]
+        configure(targets, state_dir=self.servers.prometheus_state_dir)
+
+    # -- progress ---------------------------------------------------------------------------------------------
+    def pending(self) -> dict[str, int]:
+        """Uncommitted messages per consuming stage (its consumer group's lag on its input topic)."""
+        from argus.bus.kafka import KafkaBus
+
+        bus = KafkaBus(bootstrap=self.servers.kafka)
+        try:
+            return {s: bus.pending(f"argus-{s}", [t]) for s, t in INPUT_TOPICS.items()}
+        finally:
+            bus.close()
+
+    def wait_drained(self, *, timeout_s: float = 600.0, settle_s: float = 1.5) -> float:
+        """Block until ingest has published every frame of its (finite) sources and every consumer group has
+        committed everything on its input; returns the seconds waited. A stage that dies meanwhile is an error
+        (unless the caller killed it and restarts it: only live processes are checked)."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        while time.monotonic() < deadline:
+            for s, p in self.procs.items():
+                if p.proc is not None and p.proc.poll() not in (None, -signal.SIGKILL):
+                    raise ClusterError(f"{s} exited with status {p.proc.returncode}; last lines of "
+                                       f"{p.log_path}:\n{p.log_tail()}")
+            body = self.procs["ingest"].readyz()
+            if body and body.get("sources_finished") and not any(self.pending().values()):
+                time.sleep(settle_s)  # a stage may be publishing its last outputs: confirm the pipeline stayed empty
+                if not any(self.pending().values()):
+                    return time.monotonic() - t0
+            time.sleep(0.5)
+        raise ClusterError(f"pipeline did not drain within {timeout_s:.0f}s; pending per stage {self.pending()}")
+
+    def end_offsets(self, topic: str) -> list[int]:
+        from argus.bus.kafka import KafkaBus
+
+        bus = KafkaBus(bootstrap=self.servers.kafka)
+        try:
+            return bus.end_offsets(topic)
+        finally:
+            bus.close()
+
+    @contextlib.contextmanager
+    def running(self, stages: Sequence[str] = STAGES) -> Iterator[LocalCluster]:
+        """``with cluster.running():`` — started on entry, stopped on exit whatever happens."""
+        try:
+            self.start(stages)
+            yield self
+        finally:
+            self.stop()
