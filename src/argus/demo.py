@@ -94,7 +94,7 @@ def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = 
         for t in threads.values():
             t.start()
         threads["ingest"].join()
-        _drain(res, [n for n in STAGES if n != "ingest"])
+        _drain(res)
         stop.set()
         for t in threads.values():
             t.join(timeout=30)
@@ -169,29 +169,27 @@ def run_distributed_demo(*, servers: Servers, data_dir: Path, cameras_file: Path
         res.close()
 
 
-def _drain(res: Resources, groups: list[str], *, timeout_s: float = 300.0) -> None:
+def _drain(res: Resources, *, timeout_s: float = 300.0) -> None:
     """Wait until every consuming stage has committed everything published to its input topic."""
-    from argus.bus.memory import MemoryBus
+    from argus.cluster import INPUT_TOPICS
 
-    bus = res.bus
-    if not isinstance(bus, MemoryBus):
-        raise RuntimeError("the one-process demo drains only the in-memory bus")
+    def drained() -> bool:
+        return all(res.bus.pending(f"argus-{s}", [t]) == 0 for s, t in INPUT_TOPICS.items())
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if all(bus.pending(f"argus-{g}") == 0 for g in groups):
+        if drained():
             time.sleep(0.2)  # a stage may be publishing its last outputs: confirm it stayed drained
-            if all(bus.pending(f"argus-{g}") == 0 for g in groups):
+            if drained():
                 return
         time.sleep(0.1)
     raise TimeoutError(f"stages did not drain within {timeout_s:.0f}s")
 
 
 def _dead_letters(res: Resources) -> int:
-    from argus.bus.memory import MemoryBus
     from argus.schemas import TOPIC_DEADLETTER
 
-    bus = res.bus
-    return sum(bus.end_offsets(TOPIC_DEADLETTER)) if isinstance(bus, MemoryBus) else 0
+    return sum(res.bus.end_offsets(TOPIC_DEADLETTER))
 
 
 def print_summary(result: DemoResult) -> None:

@@ -119,3 +119,24 @@ def test_poll_waits_at_most_its_timeout_on_an_idle_topic(bus: Bus):
     assert c.poll(max_records=1, timeout_s=0.3) == []
     assert time.monotonic() - t0 < 2.0
     c.close()
+
+
+
+def test_pending_counts_what_a_group_has_not_committed_yet(bus: Bus):
+    t = _topic()
+    bus.ensure_topics([t])
+    for i in range(12):
+        bus.publish(t, key=f"cam-{i % 3}".encode(), value=b"x")
+    bus.flush()
+    assert sum(bus.end_offsets(t)) == 12
+    assert bus.pending("g-lag", [t]) == 12  # a group that never committed owes everything
+    c = bus.consumer([t], group="g-lag")
+    got = _drain(c, 12)
+    assert len(got) == 12
+    assert bus.pending("g-lag", [t]) == 12  # consumed is not done: only a commit counts
+    one_partition = [r for r in got if r.partition == got[0].partition]
+    c.commit(one_partition)
+    assert bus.pending("g-lag", [t]) == 12 - len(one_partition)
+    c.commit(got)
+    assert bus.pending("g-lag", [t]) == 0
+    c.close()

@@ -61,10 +61,10 @@ class MemoryBus:
         i, n = members.index(c), len(members)
         return [(t, p) for t in c.topics for p in range(self._partitions) if p % n == i]
 
-    def pending(self, group: str) -> int:
-        """Messages published to the group's topics and not yet committed by it (the demo's drain check)."""
+    def pending(self, group: str, topics: Sequence[str] | None = None) -> int:
+        """Messages published to ``topics`` (default: the group's subscriptions) and not yet committed by it."""
         with self._cond:
-            topics = self._group_topics.get(group, set())
+            topics = list(topics) if topics is not None else list(self._group_topics.get(group, set()))
             return sum(
                 len(log) - self._committed.get((group, t, p), 0)
                 for t in topics for p, log in enumerate(self._logs.get(t, []))
