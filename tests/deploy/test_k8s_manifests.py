@@ -1,0 +1,111 @@
+"""The real overlays render and pass every check; the facts the issue asks for hold in each of them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from typing import Any
+
+import k8s_check
+import pytest
+
+from argus import schemas
+from argus.bus.kafka import TOPIC_CONFIG
+
+Objs = list[dict[str, Any]]
+
+
+def _get(objs: Objs, kind: str, name: str) -> dict[str, Any]:
+    hits = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(hits) == 1, f"expected one {kind}/{name}, got {len(hits)}"
+    return hits[0]
+
+
+def _container(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == name)
+
+
+@pytest.mark.parametrize("overlay", k8s_check.OVERLAYS)
+def test_overlay_passes_every_manifest_check(rendered: dict[str, Objs], overlay: str) -> None:
+    problems = k8s_check.check_manifests(rendered[overlay])
+    assert [str(p) for p in problems] == []
+
+
+@pytest.mark.parametrize("overlay", k8s_check.OVERLAYS)
+def test_overlay_has_every_component(rendered: dict[str, Objs], overlay: str) -> None:
+    kinds = Counter(o["kind"] for o in rendered[overlay])
+    deployments = {o["metadata"]["name"] for o in rendered[overlay] if o["kind"] == "Deployment"}
+    assert {"argus-ingest", "argus-inference", "argus-matcher", "argus-alerter", "argus-triton"} <= deployments
+    assert kinds["StatefulSet"] == 1 and kinds["Kafka"] == 1 and kinds["KafkaTopic"] == 5
+    assert kinds["ScaledObject"] == 2 and kinds["PrometheusRule"] == 1
+    assert kinds["ServiceMonitor"] == 5  # four stages + Triton
+    assert kinds["PodDisruptionBudget"] == 6 and kinds["NetworkPolicy"] == 7
+    assert kinds["Secret"] == 0
+
+
+def test_custom_resources_are_validated_not_skipped(rendered: dict[str, Objs]) -> None:
+    schemas_ = k8s_check.load_crd_schemas()
+    assert set(schemas_) == {("monitoring.coreos.com/v1", "ServiceMonitor"),
+                             ("monitoring.coreos.com/v1", "PrometheusRule"),
+                             ("keda.sh/v1alpha1", "ScaledObject"), ("kafka.strimzi.io/v1beta2", "Kafka"),
+                             ("kafka.strimzi.io/v1beta2", "KafkaNodePool"), ("kafka.strimzi.io/v1beta2", "KafkaTopic")}
+    for objs in rendered.values():
+        custom = [o for o in objs if o["apiVersion"].split("/")[0] in k8s_check.CUSTOM_GROUPS]
+        assert {(o["apiVersion"], o["kind"]) for o in custom} == set(schemas_)
+
+
+def test_dev_triton_runs_cpu_configs_and_prod_gpu(rendered: dict[str, Objs]) -> None:
+    dev = _container(_get(rendered["dev"], "Deployment", "argus-triton"), "triton")
+    prod_dep = _get(rendered["prod"], "Deployment", "argus-triton")
+    prod = _container(prod_dep, "triton")
+    assert "--model-config-name=cpu" in dev["args"]
+    assert "nvidia.com/gpu" not in dev["resources"].get("limits", {})
+    assert {"name": "PYTHONPATH", "value": "/repo/pylib"} in dev["env"]
+    assert not any(a.startswith("--model-config-name") for a in prod["args"])
+    assert prod["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert prod_dep["spec"]["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    for c in (dev, prod):
+        assert c["image"].startswith("nvcr.io/nvidia/tritonserver:") and c["image"].endswith("-py3")
+        assert {"--grpc-port=8001", "--metrics-port=8002", "--model-repository=/repo/models"} <= set(c["args"])
+
+
+def test_topics_match_the_code_and_partitions_grow_in_prod(rendered: dict[str, Objs]) -> None:
+    wanted = {getattr(schemas, n) for n in dir(schemas) if n.startswith("TOPIC_")}
+    for overlay, partitions in (("dev", 6), ("prod", 24)):
+        topics = {o["spec"]["topicName"]: o["spec"] for o in rendered[overlay] if o["kind"] == "KafkaTopic"}
+        assert set(topics) == wanted
+        for spec in topics.values():
+            assert spec["partitions"] == partitions
+            assert {k: str(spec["config"][k]) for k in TOPIC_CONFIG} == TOPIC_CONFIG
+    scaled = {o["metadata"]["name"]: o["spec"] for o in rendered["prod"] if o["kind"] == "ScaledObject"}
+    assert scaled["argus-inference"]["triggers"][0]["metadata"]["consumerGroup"] == "argus-inference"
+    assert scaled["argus-matcher"]["triggers"][0]["metadata"]["consumerGroup"] == "argus-matcher"
+    assert scaled["argus-inference"]["maxReplicaCount"] == 24
+
+
+def test_secrets_come_only_from_secret_refs(rendered: dict[str, Objs]) -> None:
+    for objs in rendered.values():
+        env = {e["name"]: e for e in _container(_get(objs, "Deployment", "argus-alerter"), "alerter")["env"]}
+        assert env["ARGUS_MONGO_URI"]["valueFrom"]["secretKeyRef"] == {"name": "argus-secrets", "key": "mongo-uri"}
+        assert env["ARGUS_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"]["key"] == "webhook-url"
+        config = k8s_check._config_env(objs)
+        assert not any("URI" in k or "WEBHOOK_URL" in k for k in config)
+
+
+def test_matchers_share_one_gallery_volume(rendered: dict[str, Objs]) -> None:
+    for overlay, mode in (("dev", "ReadWriteOnce"), ("prod", "ReadWriteMany")):
+        pvc = _get(rendered[overlay], "PersistentVolumeClaim", "argus-gallery")
+        assert pvc["spec"]["accessModes"] == [mode]
+        matcher = _get(rendered[overlay], "Deployment", "argus-matcher")
+        vols = {v["name"]: v for v in matcher["spec"]["template"]["spec"]["volumes"]}
+        assert vols["gallery"]["persistentVolumeClaim"]["claimName"] == "argus-gallery"
+        assert k8s_check._config_env(rendered[overlay])["ARGUS_GALLERY_PATH"] == "/var/lib/argus-gallery"
+
+
+def test_cli_validates_everything_and_prints_one_line_per_problem(promtool: str) -> None:
+    proc = subprocess.run([sys.executable, str(k8s_check.ROOT / "tools" / "k8s_check.py")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    assert "problems: 0" in proc.stderr and "dev 45" in proc.stderr and "prod 46" in proc.stderr
