@@ -168,6 +168,53 @@ def cmd_ack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """Read ``argus.deadletter.v1`` from the start (a throwaway consumer group that never commits, so the topic is
+    left as it was); ``--replay`` sends the original payloads back to their source topics after a fix, which is
+    safe because every downstream write is idempotent."""
+    import uuid
+
+    from argus.config import load_settings
+    from argus.runtime.resources import Resources
+    from argus.schemas import TOPIC_DEADLETTER, DeadLetterV1, decode
+
+    settings = load_settings()
+    if settings.bus.value == "memory":
+        raise ConfigError("dead letters are kept on Kafka (ARGUS_BUS=kafka); the in-memory bus lives only inside "
+                          "`argus demo`, whose summary counts them")
+    res = Resources(settings)
+    try:
+        bus = res.bus
+        bus.ensure_topics([TOPIC_DEADLETTER])
+        consumer = bus.consumer([TOPIC_DEADLETTER], group=f"argus-dead-letters-{uuid.uuid4().hex[:8]}")
+        shown = replayed = 0
+        try:
+            while shown < args.limit:
+                records = consumer.poll(max_records=min(100, args.limit - shown), timeout_s=args.wait)
+                if not records:
+                    break
+                for r in records:
+                    dl = decode(r.value, DeadLetterV1)
+                    if (args.stage and dl.stage != args.stage) or (args.camera and dl.camera_id != args.camera):
+                        continue
+                    shown += 1
+                    print(json.dumps({"offset": f"{r.partition}@{r.offset}", "ts": dl.ts, "stage": dl.stage,
+                                      "camera_id": dl.camera_id, "source": f"{dl.source_topic}[{dl.source_partition}]"
+                                      f"@{dl.source_offset}", "error_kind": dl.error_kind, "error": dl.error,
+                                      "payload_bytes": len(dl.payload)}))
+                    if args.replay:
+                        bus.publish(dl.source_topic, key=dl.camera_id.encode() or None, value=dl.payload)
+                        replayed += 1
+            if replayed:
+                bus.flush()
+                print(json.dumps({"replayed": replayed}))
+        finally:
+            consumer.close()
+    finally:
+        res.close()
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from argus.config import load_settings
     from argus.runtime.resources import Resources
@@ -264,6 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--actor", required=True)
     a.add_argument("--note", default="")
     a.set_defaults(fn=cmd_ack)
+
+    dl = sub.add_parser("dead-letters", help="list the messages a stage could not process (and why); replay them")
+    dl.add_argument("--stage", choices=["inference", "matcher", "alerter"])
+    dl.add_argument("--camera")
+    dl.add_argument("--limit", type=int, default=100)
+    dl.add_argument("--wait", type=float, default=5.0, help="seconds to wait for more before stopping")
+    dl.add_argument("--replay", action="store_true",
+                    help="republish each listed payload to its source topic (after the cause was fixed)")
+    dl.set_defaults(fn=cmd_dead_letters)
 
     ev = sub.add_parser("eval", help="measure the models on real labelled data")
     ev.add_argument("what", choices=["faces", "emotion"])
