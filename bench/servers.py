@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 
@@ -19,7 +20,13 @@ def serve(ctx: Context, name: str) -> Iterator[Endpoint]:
     ports = {key: 0 for key in SPECS[name].port_keys}
     t0 = time.monotonic()
     ctx.log(f"starting {name} (free ports, state {state})")
-    ep = devservers.up([name], ports=ports, state_dir=state)[name]
+    quiet = logging.getLogger("kafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # the readiness probe's client logs every refused connection while Kafka boots
+    try:
+        ep = devservers.up([name], ports=ports, state_dir=state)[name]
+    finally:
+        quiet.setLevel(level)
     ctx.log(f"{name} ready at {ep.address} in {time.monotonic() - t0:.1f}s")
     try:
         yield ep
