@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import k8s_check
 import pytest
+import yaml
 
 from argus import schemas
 from argus.bus.kafka import TOPIC_CONFIG
@@ -109,3 +111,17 @@ def test_cli_validates_everything_and_prints_one_line_per_problem(promtool: str)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout == ""
     assert "problems: 0" in proc.stderr and "dev 45" in proc.stderr and "prod 46" in proc.stderr
+
+
+@pytest.mark.parametrize("overlay", k8s_check.OVERLAYS)
+def test_kubernetes_validate_cli_strict_accepts_the_builtin_objects(rendered: dict[str, Objs], overlay: str) -> None:
+    """The same verdict from the kubernetes-validate command itself (check_builtin uses its schemas and also lists
+    every error, not just the first); a planted unknown field makes it fail, so the pass means something."""
+    exe = str(Path(sys.executable).parent / "kubernetes-validate")
+    builtin = [o for o in rendered[overlay] if o["apiVersion"].split("/")[0] not in k8s_check.CUSTOM_GROUPS]
+    args = [exe, "--strict", "-k", k8s_check.K8S_VERSION, "--quiet", "-"]
+    ok = subprocess.run(args, input=yaml.safe_dump_all(builtin), capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    broken = k8s_check.mutate(builtin, "Service", "argus-alerter", lambda o: o["spec"].update(bogus=1))
+    bad = subprocess.run(args, input=yaml.safe_dump_all(broken), capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "'bogus' was unexpected" in bad.stdout + bad.stderr
