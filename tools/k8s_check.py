@@ -15,7 +15,7 @@ What is checked, and with what:
   ServiceMonitors), named ports exist, resource quantities parse and requests do not exceed limits, references to
   ConfigMaps/PVCs/Deployments resolve, security contexts (non-root, read-only root, no privilege escalation,
   capabilities dropped), probes on /healthz and /readyz, no secret values in manifests;
-- Argus wiring: KafkaTopics = the topics in argus.schemas with the config of argus.bus.kafka.TOPIC_CONFIG,
+- Argus wiring: KafkaTopics = the topics in argus.schemas with the config of argus.bus.kafka.topic_config,
   partitions = ARGUS_KAFKA_PARTITIONS, KEDA consumer groups/topics = the stages', maxReplicaCount <= partitions,
   every ARGUS_* key is a real setting and the set validates, the camera registry loads;
 - alert rules: ``promtool check rules`` and ``promtool test rules`` (Debian ``prometheus``), every alert fired by a
@@ -537,7 +537,7 @@ def _stage_of(obj: Mapping[str, Any]) -> str | None:
 
 def check_argus(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
     from argus import schemas
-    from argus.bus.kafka import TOPIC_CONFIG
+    from argus.bus.kafka import topic_config
 
     problems: list[Problem] = []
     env = _config_env(objs)
@@ -564,9 +564,9 @@ def check_argus(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
             problems.append(Problem(ref(o), f".spec.partitions: expected ARGUS_KAFKA_PARTITIONS = {partitions}, got "
                                             f"{spec.get('partitions')!r}"))
         config = spec.get("config") or {}
-        for key, want in TOPIC_CONFIG.items():
+        for key, want in topic_config(str(name)).items():
             if str(config.get(key)) != want:
-                problems.append(Problem(ref(o), f".spec.config.{key}: expected {want} (argus.bus.kafka.TOPIC_CONFIG), "
+                problems.append(Problem(ref(o), f".spec.config.{key}: expected {want} (argus.bus.kafka.topic_config), "
                                                 f"got {config.get(key)!r}"))
     wanted = {getattr(schemas, n) for n in dir(schemas) if n.startswith("TOPIC_")}
     for missing in sorted(wanted - set(topics)):

@@ -88,7 +88,7 @@ CASES: list[tuple[str, str, str, Mut, str]] = [
     ("bad duration in PrometheusRule", "PrometheusRule", "argus",
      lambda o: o["spec"]["groups"][0]["rules"][0].update({"for": "2 minutes"}), "does not match"),
     ("topic retention differs from the code", "KafkaTopic", "argus-faces-v1",
-     lambda o: o["spec"]["config"].update({"retention.ms": 3600000}), "argus.bus.kafka.TOPIC_CONFIG"),
+     lambda o: o["spec"]["config"].update({"retention.ms": 3600000}), "argus.bus.kafka.topic_config"),
     ("partitions differ from ARGUS_KAFKA_PARTITIONS", "KafkaTopic", "argus-matches-v1",
      lambda o: o["spec"].update(partitions=3), "expected ARGUS_KAFKA_PARTITIONS"),
     ("KEDA watches the wrong consumer group", "ScaledObject", "argus-matcher",

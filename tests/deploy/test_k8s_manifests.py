@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from argus import schemas
-from argus.bus.kafka import TOPIC_CONFIG
+from argus.bus.kafka import topic_config
 
 Objs = list[dict[str, Any]]
 
@@ -77,9 +77,10 @@ def test_topics_match_the_code_and_partitions_grow_in_prod(rendered: dict[str, O
     for overlay, partitions in (("dev", 6), ("prod", 24)):
         topics = {o["spec"]["topicName"]: o["spec"] for o in rendered[overlay] if o["kind"] == "KafkaTopic"}
         assert set(topics) == wanted
-        for spec in topics.values():
+        for name, spec in topics.items():
             assert spec["partitions"] == partitions
-            assert {k: str(spec["config"][k]) for k in TOPIC_CONFIG} == TOPIC_CONFIG
+            want = topic_config(name)
+            assert {k: str(spec["config"][k]) for k in want} == want
     scaled = {o["metadata"]["name"]: o["spec"] for o in rendered["prod"] if o["kind"] == "ScaledObject"}
     assert scaled["argus-inference"]["triggers"][0]["metadata"]["consumerGroup"] == "argus-inference"
     assert scaled["argus-matcher"]["triggers"][0]["metadata"]["consumerGroup"] == "argus-matcher"

@@ -14,6 +14,7 @@ from typing import Any
 
 from argus.bus.base import Record
 from argus.errors import BusError
+from argus.schemas import TOPIC_ALERTS, TOPIC_DEADLETTER
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,15 @@ TOPIC_CONFIG = {
     "retention.ms": str(6 * 3600 * 1000),  # frames are transient; history lives in MongoDB
     "cleanup.policy": "delete",
 }
+#: Topics people read after the fact keep a week: alerts for downstream consumers that were down over a weekend
+#: night, dead letters so an operator who notices failures the next morning still has the payloads to replay.
+KEEP_A_WEEK = {"retention.ms": str(7 * 24 * 3600 * 1000)}
+TOPIC_OVERRIDES: dict[str, dict[str, str]] = {TOPIC_ALERTS: KEEP_A_WEEK, TOPIC_DEADLETTER: KEEP_A_WEEK}
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """The configs Argus creates ``topic`` with (and deploy/k8s's KafkaTopics must match)."""
+    return {**TOPIC_CONFIG, **TOPIC_OVERRIDES.get(topic, {})}
 
 
 class KafkaBus:
@@ -60,7 +70,7 @@ class KafkaBus:
         try:
             existing = set(admin.list_topics())
             new = [
-                NewTopic(t, num_partitions=self._partitions, replication_factor=1, topic_configs=TOPIC_CONFIG)
+                NewTopic(t, num_partitions=self._partitions, replication_factor=1, topic_configs=topic_config(t))
                 for t in topics
                 if t not in existing
             ]
