@@ -249,3 +249,24 @@ def test_mjpeg_http_stream_is_sampled_by_wall_clock_then_ends_as_a_source_error(
     assert all(t0 - 1 <= f.ts <= time.time() for f in frames)  # wall-clock capture times
     gaps = np.diff([f.ts for f in frames])
     assert np.all(gaps >= 0.15)  # sampled, not every one of the ~40 frames
+
+
+def test_a_restarted_live_source_never_reuses_the_frame_keys_of_the_previous_run(
+    mjpeg: tuple[_MjpegServer, np.ndarray],
+) -> None:
+    """Event ids are camera:seq:face: if a restarted ingest pod numbered a live camera from 0 again, its sightings
+    would overwrite the evidence the previous run stored under the same ids."""
+    server, _ = mjpeg
+    runs: list[list[int]] = []
+    for _ in range(2):
+        src = OpenCVSource(camera_id="http-cam", url=server.url, fps=5, open_timeout_s=5, read_timeout_s=5)
+        src.open()
+        seqs = []
+        for _ in range(2):
+            f = src.read()
+            assert f is not None
+            seqs.append(f.seq)
+            assert f.seq == int(f.ts * 1000)  # capture time in ms: unique per camera across restarts
+        src.close()
+        runs.append(seqs)
+    assert runs[0][0] < runs[0][1] < runs[1][0] < runs[1][1]

@@ -245,8 +245,11 @@ class OpenCVSource:
             self._next_due = next_due
             if img is None:
                 raise InputError(self._err(f"frame {self._seq}: decode failed (corrupt frame); skipped"))
-            seq = self._seq
-            self._seq += 1
+            # seq keys every event id (camera:seq:face). A file restarts at its first frame, so replays land on
+            # the same ids (idempotent); a live stream never repeats, so its seq is the capture time in ms —
+            # a restarted ingest pod must not reuse ids and overwrite the history an earlier run wrote.
+            seq = max(self._seq, int(ts * 1000)) if self._live else self._seq
+            self._seq = seq + 1
         return CapturedFrame(camera_id=self._camera_id, seq=seq, ts=ts, image=img)
 
     def _retrieve(self, s: _Session) -> np.ndarray | None:
