@@ -602,23 +602,35 @@ def check_argus(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
                 problems.append(Problem(ref(o), f".spec.maxReplicaCount: expected <= {parts} partitions of "
                                                 f"{md.get('topic')} (more consumers would idle), got "
                                                 f"{spec.get('maxReplicaCount')}"))
-    for d in deployments.values():
+    workloads = [o for o in objs if o.get("kind") in ("Deployment", "StatefulSet") and _stage_of(o)]
+    for d in workloads:
         stage = _stage_of(d)
-        if stage is None:
-            continue
         containers = (((d.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
         images = [str(c.get("image", "")) for c in containers]
         if not any(i.rsplit("/", 1)[-1].split(":")[0] == stage for i in images):
             problems.append(Problem(ref(d), f"expected the {stage} image (…/{stage}:tag), got {images}"))
         if stage == "ingest":
-            spec = d.get("spec") or {}
-            if spec.get("replicas", 1) > 1 or (spec.get("strategy") or {}).get("type") != "Recreate":
-                problems.append(Problem(ref(d), "expected replicas <= 1 and strategy Recreate (every ingest reads "
-                                                f"all cameras), got replicas {spec.get('replicas', 1)}, strategy "
-                                                f"{(spec.get('strategy') or {}).get('type')!r}"))
+            problems += _check_ingest_shards(d, env)
+        elif d.get("kind") != "Deployment":
+            problems.append(Problem(ref(d), f"expected a Deployment for the stateless {stage} stage, got "
+                                            f"{d.get('kind')}"))
     problems += _check_cameras(objs)
     problems += _check_service_monitors(objs)
     return problems
+
+
+def _check_ingest_shards(d: Mapping[str, Any], env: Mapping[str, str]) -> list[Problem]:
+    """Ingest replica N reads shard N of ARGUS_INGEST_SHARDS, found from its StatefulSet host name: anything else
+    would leave cameras unread or read twice."""
+    if d.get("kind") != "StatefulSet":
+        return [Problem(ref(d), f"expected a StatefulSet (each replica reads the shard of its ordinal), got "
+                                f"{d.get('kind')}")]
+    replicas = (d.get("spec") or {}).get("replicas", 1)
+    shards = env.get("ARGUS_INGEST_SHARDS", "1")
+    if str(replicas) != shards:
+        return [Problem(ref(d), f".spec.replicas: expected ARGUS_INGEST_SHARDS = {shards} (one replica per camera "
+                                f"shard), got {replicas}")]
+    return []
 
 
 def _check_settings(env: Mapping[str, str], objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
@@ -971,7 +983,7 @@ def check_images_run_as_dockerfile_user(objs: Sequence[Mapping[str, Any]], direc
     for o in objs:
         stage = _stage_of(o)
         path = directory / f"{stage}.Dockerfile"
-        if o.get("kind") != "Deployment" or stage is None or not path.is_file():
+        if o.get("kind") not in ("Deployment", "StatefulSet") or stage is None or not path.is_file():
             continue
         users = [v for k, v in dockerfile_instructions(path.read_text()) if k == "USER"]
         uid = users[-1].split(":")[0] if users else None

@@ -33,13 +33,18 @@ class IngestService:
         s = resources.settings
         self.bus = resources.bus
         self.quality = s.jpeg_quality
-        cameras = [c for c in resources.cameras if c.enabled]
+        shards = s.ingest_shards
+        shard = s.ingest_shard_index()
+        cameras = resources.cameras.shard(shard, shards)
+        if not cameras:
+            log.warning("ingest shard %d/%d has no camera to read (more replicas than enabled cameras)", shard, shards)
         self.group = ReaderGroup.for_sources(
             [source_for_camera(c, realtime=s.ingest_files_realtime) for c in cameras], queue_size=s.ingest_queue
         )
         self.health = Health()
         self.health.detail["cameras"] = [c.id for c in cameras]
         self.health.detail["sources_finished"] = False
+        self.health.detail["shard"] = f"{shard}/{shards}"
         m = self.metrics = StageMetrics("ingest", registry=resources.registry)
         self.published = m.counter("frames_published_total", "Frames published to the bus.", ("camera",))
         self.frames_read = m.counter("frames_read_total", "Frames sampled from the camera.", ("camera",))
@@ -52,6 +57,7 @@ class IngestService:
         self.last_frame = m.gauge("last_frame_timestamp_seconds", "Capture time of the newest frame.", ("camera",))
         self.camera_up = m.gauge("camera_up", "1 while the camera is streaming.", ("camera",))
         self.encode_seconds = m.histogram("encode_seconds", "JPEG encode time per frame.")
+        m.gauge("cameras", "Cameras this ingest replica reads (its shard of the registry).").set(len(cameras))
         self._prev: dict[str, ReaderStats] = {}
         self.bus.ensure_topics([TOPIC_FRAMES, TOPIC_DEADLETTER])
 

@@ -263,6 +263,15 @@ class CameraRegistry:
     def enabled(self) -> list[Camera]:
         return [c for c in self._by_id.values() if c.enabled]
 
+    def shard(self, index: int, shards: int) -> list[Camera]:
+        """The enabled cameras ingest replica ``index`` of ``shards`` reads: round-robin over the sorted ids, so
+        every camera has exactly one reader and replicas differ by at most one camera. A registry change rolls
+        every ingest replica anyway (its ConfigMap hash changes), so reassignment on change costs nothing."""
+        if not 0 <= index < shards:
+            raise ValueError(f"shard: expected 0 <= index < {shards}, got {index}")
+        ids = sorted(c.id for c in self.enabled())
+        return [self._by_id[i] for i in ids[index::shards]]
+
     @property
     def ids(self) -> list[str]:
         return list(self._by_id)

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     ingest_files_realtime: bool = Field(
         default=True, description="Pace video files like live cameras (false: as fast as decoding, for replays)."
     )
+    ingest_shards: int = Field(
+        default=1, ge=1, le=1024, description="Ingest replicas the cameras are split across (StatefulSet replicas)."
+    )
+    ingest_shard: int | None = Field(
+        default=None, ge=0, description="This ingest replica's shard, 0-based (default: the host name's -N suffix)."
+    )
 
     # operations
     metrics_port: int = Field(default=9100, ge=0, le=65535, description="/metrics, /healthz, /readyz port (0 = off).")
@@ -131,6 +137,31 @@ class Settings(BaseSettings):
         if "webhook" in self.sinks and self.webhook_url is None:
             raise ValueError("sink 'webhook' is enabled but ARGUS_WEBHOOK_URL is not set")
         return self
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> Settings:
+        if self.ingest_shard is not None and self.ingest_shard >= self.ingest_shards:
+            raise ValueError(f"ARGUS_INGEST_SHARD: expected 0..{self.ingest_shards - 1} "
+                             f"(ARGUS_INGEST_SHARDS={self.ingest_shards}), got {self.ingest_shard}")
+        return self
+
+    def ingest_shard_index(self, hostname: str | None = None) -> int:
+        """This replica's shard: ARGUS_INGEST_SHARD, else the ordinal a StatefulSet puts at the end of the pod's
+        host name (``argus-ingest-2`` → 2). Guessing would make two replicas read the same cameras: refuse."""
+        if self.ingest_shards == 1:
+            return 0
+        if self.ingest_shard is not None:
+            return self.ingest_shard
+        import re
+        import socket
+
+        host = hostname if hostname is not None else socket.gethostname()
+        m = re.search(r"-(\d+)$", host)
+        if m is None or int(m.group(1)) >= self.ingest_shards:
+            raise ConfigError(f"ARGUS_INGEST_SHARDS={self.ingest_shards} but this replica's shard is unknown: expected "
+                              f"ARGUS_INGEST_SHARD or a host name ending in -0..-{self.ingest_shards - 1} "
+                              f"(a StatefulSet pod), got host name {host!r}")
+        return int(m.group(1))
 
     @property
     def gallery_dir(self) -> Path:

@@ -38,8 +38,10 @@ def test_overlay_passes_every_manifest_check(rendered: dict[str, Objs], overlay:
 def test_overlay_has_every_component(rendered: dict[str, Objs], overlay: str) -> None:
     kinds = Counter(o["kind"] for o in rendered[overlay])
     deployments = {o["metadata"]["name"] for o in rendered[overlay] if o["kind"] == "Deployment"}
-    assert {"argus-ingest", "argus-inference", "argus-matcher", "argus-alerter", "argus-triton"} <= deployments
-    assert kinds["StatefulSet"] == 1 and kinds["Kafka"] == 1 and kinds["KafkaTopic"] == 5
+    statefulsets = {o["metadata"]["name"] for o in rendered[overlay] if o["kind"] == "StatefulSet"}
+    assert {"argus-inference", "argus-matcher", "argus-alerter", "argus-triton"} <= deployments
+    assert statefulsets == {"argus-ingest", "argus-mongodb"}  # ingest: one camera shard per ordinal
+    assert kinds["Kafka"] == 1 and kinds["KafkaTopic"] == 5
     assert kinds["ScaledObject"] == 2 and kinds["PrometheusRule"] == 1
     assert kinds["ServiceMonitor"] == 5  # four stages + Triton
     assert kinds["PodDisruptionBudget"] == 6 and kinds["NetworkPolicy"] == 7

@@ -169,3 +169,16 @@ def test_camera_can_be_built_in_code_and_registry_rejects_duplicates() -> None:
     assert cam.live
     with pytest.raises(ConfigError, match="duplicate camera id"):
         CameraRegistry([cam, cam])
+
+
+def test_shards_give_every_enabled_camera_exactly_one_reader_and_stay_balanced(tmp_path: Path) -> None:
+    ids = [f"cam-{i:02d}" for i in range(11)]
+    entries = [_cam(i, extra="enabled = false" if i == "cam-05" else "") for i in ids]
+    reg = CameraRegistry.load(_write(tmp_path, *entries))
+    shards = [[c.id for c in reg.shard(i, 3)] for i in range(3)]
+    flat = sorted(c for s in shards for c in s)
+    assert flat == sorted(set(ids) - {"cam-05"})  # each enabled camera once, the disabled one never
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert [c.id for c in reg.shard(0, 1)] == flat
+    with pytest.raises(ValueError, match="expected 0 <= index < 3, got 3"):
+        reg.shard(3, 3)

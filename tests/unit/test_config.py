@@ -57,3 +57,25 @@ def test_unknown_sink_is_rejected(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ARGUS_SINKS", "log,pager")
     with pytest.raises(ConfigError, match="expected sinks among log, webhook, kafka; got pager"):
         load_settings()
+
+
+def test_ingest_shard_comes_from_the_setting_or_the_statefulset_host_name(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ARGUS_INGEST_SHARDS", "4")
+    s = load_settings()
+    assert s.ingest_shard_index(hostname="argus-ingest-2") == 2
+    with pytest.raises(ConfigError, match="ARGUS_INGEST_SHARDS=4 but this replica's shard is unknown.*'laptop'"):
+        s.ingest_shard_index(hostname="laptop")
+    with pytest.raises(ConfigError, match="'argus-ingest-7'"):
+        s.ingest_shard_index(hostname="argus-ingest-7")
+    monkeypatch.setenv("ARGUS_INGEST_SHARD", "1")
+    assert load_settings().ingest_shard_index(hostname="argus-ingest-2") == 1
+    monkeypatch.setenv("ARGUS_INGEST_SHARDS", "1")
+    monkeypatch.delenv("ARGUS_INGEST_SHARD")
+    assert load_settings().ingest_shard_index(hostname="laptop") == 0
+
+
+def test_an_ingest_shard_outside_the_shard_count_is_rejected(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ARGUS_INGEST_SHARDS", "2")
+    monkeypatch.setenv("ARGUS_INGEST_SHARD", "2")
+    with pytest.raises(ConfigError, match=r"ARGUS_INGEST_SHARD: expected 0\.\.1 \(ARGUS_INGEST_SHARDS=2\), got 2"):
+        load_settings()
