@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,23 @@ def write_markdown(path: Path, lines: list[dict[str, Any]], *, machine: dict[str
     path.write_text("\n".join(out))
 
 
+def _run_areas(areas: list[str], args: argparse.Namespace, tmp: str, emit: Callable[[Result], None],
+               log: Callable[[str], None], failed: list[str]) -> None:
+    for area in areas:
+        ctx = Context(quick=args.quick, gpu=args.gpu, work_dir=Path(tmp) / area, emit=emit, log=log)
+        ctx.work_dir.mkdir(parents=True)
+        t0 = time.monotonic()
+        log(f"{area}: start")
+        try:
+            module = importlib.import_module(f"bench.{area}")
+            module.run(ctx)
+        except Exception as e:  # one broken area must not hide the others' results
+            failed.append(area)
+            log(f"{area}: FAILED: {type(e).__name__}: {e}\n{traceback.format_exc()}")
+            emit(Result(area, "error", None, "", "", None, skipped=f"error: {type(e).__name__}: {e}"))
+        log(f"{area}: done in {time.monotonic() - t0:.1f}s")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     areas = [a for a in AREAS if (a in args.only if args.only else (a != "gpu" or args.gpu))]
@@ -132,19 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
 
     with tempfile.TemporaryDirectory(prefix="argus-bench-") as tmp:
-        for area in areas:
-            ctx = Context(quick=args.quick, gpu=args.gpu, work_dir=Path(tmp) / area, emit=emit, log=log)
-            ctx.work_dir.mkdir(parents=True)
-            t0 = time.monotonic()
-            log(f"{area}: start")
-            try:
-                module = importlib.import_module(f"bench.{area}")
-                module.run(ctx)
-            except Exception as e:  # one broken area must not hide the others' results
-                failed.append(area)
-                log(f"{area}: FAILED: {type(e).__name__}: {e}\n{traceback.format_exc()}")
-                emit(Result(area, "error", None, "", "", None, skipped=f"error: {type(e).__name__}: {e}"))
-            log(f"{area}: done in {time.monotonic() - t0:.1f}s")
+        from bench import servers
+
+        early = [n for a, n in (("models", "triton"), ("bus", "kafka")) if a in areas]
+        if args.quick and early:
+            servers.prestart(early, Path(tmp) / "servers")
+        try:
+            _run_areas(areas, args, tmp, emit, log, failed)
+        finally:
+            servers.stop_all()
     seconds = time.monotonic() - t_start
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.jsonl").write_text("".join(json.dumps(x, sort_keys=True) + "\n" for x in lines))
