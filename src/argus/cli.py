@@ -236,6 +236,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from bench.run import main as bench_main
+    except ImportError as e:
+        raise ConfigError("argus bench needs the repo's bench/ package (an editable install from a checkout)") from e
+
+    return bench_main(list(args.bench_args))
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from argus.devservers import manager
 
@@ -331,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("names", nargs="*", help="kafka, triton, mongo, prometheus (default: all)")
     dv.set_defaults(fn=cmd_dev)
 
+    bn = sub.add_parser("bench", add_help=False, help="benchmarks: every stage and the pipeline against its limits "
+                        "(argus bench --help)")
+    bn.set_defaults(fn=cmd_bench, bench_args=[])
+
     c = sub.add_parser("config", help="validate and print the configuration (secrets masked)")
     c.add_argument("--list", action="store_true", help="list every ARGUS_* variable with its default")
     c.set_defaults(fn=cmd_config)
@@ -338,7 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.cmd == "bench":
+        args.bench_args = extra  # bench parses its own options (bench/run.py)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd != "run":
         _setup_logging(args.log_level or "WARNING")
     started = time.monotonic()
