@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
-.venv/bin/ruff check src services tests tools
+.venv/bin/ruff check src services tests tools bench
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
