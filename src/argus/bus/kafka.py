@@ -59,14 +59,29 @@ class KafkaBus:
             raise BusError(f"cannot connect a Kafka producer to {bootstrap}: {e}") from e
         self._pending: list[Any] = []
 
-    def ensure_topics(self, topics: Sequence[str]) -> None:
-        from kafka.admin import KafkaAdminClient, NewTopic
-        from kafka.errors import TopicAlreadyExistsError
+    def _admin(self) -> Any:
+        from kafka.admin import KafkaAdminClient
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self._bootstrap.split(","), client_id=self._client_id)
+            return KafkaAdminClient(bootstrap_servers=self._bootstrap.split(","), client_id=self._client_id)
         except Exception as e:
             raise BusError(f"cannot reach Kafka at {self._bootstrap}: {e}") from e
+
+    def _offsets_reader(self, group: str | None) -> Any:
+        """A consumer that never subscribes: it reads offsets (a group's committed ones too) without joining."""
+        from kafka import KafkaConsumer
+
+        try:
+            return KafkaConsumer(bootstrap_servers=self._bootstrap.split(","), group_id=group,
+                                 client_id=f"{self._client_id}-offsets", enable_auto_commit=False)
+        except Exception as e:
+            raise BusError(f"cannot reach Kafka at {self._bootstrap} to read offsets: {e}") from e
+
+    def ensure_topics(self, topics: Sequence[str]) -> None:
+        from kafka.admin import NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
+        admin = self._admin()
         try:
             existing = set(admin.list_topics())
             new = [
@@ -106,14 +121,9 @@ class KafkaBus:
     def pending(self, group: str, topics: Sequence[str]) -> int:
         """Messages on ``topics`` not yet committed by ``group`` — the lag KEDA scales on, and the distributed
         demo's drain check. Reads committed offsets without joining the group, so it never triggers a rebalance."""
-        from kafka import KafkaConsumer
         from kafka.structs import TopicPartition
 
-        try:
-            c = KafkaConsumer(bootstrap_servers=self._bootstrap.split(","), group_id=group,
-                              client_id=f"{self._client_id}-lag", enable_auto_commit=False)
-        except Exception as e:
-            raise BusError(f"cannot reach Kafka at {self._bootstrap} to read the lag of {group!r}: {e}") from e
+        c = self._offsets_reader(group)
         try:
             tps = [TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or ())]
             if not tps:
@@ -132,32 +142,24 @@ class KafkaBus:
 
     def end_offsets(self, topic: str) -> list[int]:
         """Per-partition end offsets (messages ever written, for a fresh topic)."""
-        from kafka import KafkaConsumer
         from kafka.structs import TopicPartition
 
+        c = self._offsets_reader(None)
         try:
-            c = KafkaConsumer(bootstrap_servers=self._bootstrap.split(","), client_id=f"{self._client_id}-offsets",
-                              enable_auto_commit=False)
-            try:
-                tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-                ends = c.end_offsets(tps) if tps else {}
-                return [int(ends[tp]) for tp in tps]
-            finally:
-                c.close(autocommit=False)
+            tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+            ends = c.end_offsets(tps) if tps else {}
+            return [int(ends[tp]) for tp in tps]
         except Exception as e:
             raise BusError(f"cannot read the end offsets of {topic!r} at {self._bootstrap}: {e}") from e
+        finally:
+            c.close(autocommit=False)
 
     def delete(self, *, topics: Sequence[str], groups: Sequence[str], timeout_s: float = 30.0) -> None:
         """Delete ``topics`` and ``groups`` and wait until the topics are gone. Only the demo uses this, to start
         from a clean slate on a development broker; nothing in the pipeline ever deletes data."""
         import time
 
-        from kafka.admin import KafkaAdminClient
-
-        try:
-            admin = KafkaAdminClient(bootstrap_servers=self._bootstrap.split(","), client_id=self._client_id)
-        except Exception as e:
-            raise BusError(f"cannot reach Kafka at {self._bootstrap}: {e}") from e
+        admin = self._admin()
         try:
             existing = set(admin.list_topics())
             doomed = [t for t in topics if t in existing]
