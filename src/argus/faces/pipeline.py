@@ -37,25 +37,29 @@ class FacePipeline:
         self.embedder_name = EMBEDDER_NAME
         self._detect: Callable[[Sequence[np.ndarray]], list[Detections]]
         if detector == "mtcnn":
-            from argus.faces.mtcnn import ONET, PNET, RNET, MtcnnDetector
-
-            detector_models: tuple[str, ...] = (PNET, RNET, ONET)
+            from argus.faces.mtcnn import MtcnnDetector
 
             self._detect = MtcnnDetector(backend, min_face_size=min_face_size,
                                          thresholds=(0.6, 0.7, det_threshold)).detect
         elif detector == "blazeface":
-            from argus.faces.blazeface import MODEL as BLAZEFACE
             from argus.faces.blazeface import BlazeFaceDetector
-
-            detector_models = (BLAZEFACE,)
 
             self._detect = BlazeFaceDetector(backend, min_face_size=float(min_face_size)).detect
         else:
             raise ConfigError(f"detector: expected 'mtcnn' or 'blazeface', got {detector!r}")
         self.embedder = FaceEmbedder(backend)
         self.emotion = EmotionClassifier(backend)
-        #: Every model this pipeline calls: a server backend checks each is ready at start-up.
-        self.models: tuple[str, ...] = (*detector_models, self.embedder.model, self.emotion.model)
+
+    @staticmethod
+    def models_for(detector: str) -> tuple[str, ...]:
+        """Every model a pipeline with ``detector`` calls, so a server backend can check each is ready at start-up
+        instead of failing on the first frame."""
+        from argus.faces import blazeface, embedder, emotion, mtcnn
+
+        detectors = {"mtcnn": (mtcnn.PNET, mtcnn.RNET, mtcnn.ONET), "blazeface": (blazeface.MODEL,)}
+        if detector not in detectors:
+            raise ConfigError(f"detector: expected one of {sorted(detectors)}, got {detector!r}")
+        return (*detectors[detector], embedder.MODEL, emotion.MODEL)
 
     def detect(self, frame: np.ndarray) -> Detections:
         """Detections for one frame (what ``argus eval faces`` needs)."""

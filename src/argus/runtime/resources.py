@@ -49,9 +49,12 @@ class Resources:
     def backend(self) -> InferenceBackend:
         s = self.settings
         if s.backend is BackendKind.triton:
+            from argus.faces.pipeline import FacePipeline
             from argus.inference.triton import TritonBackend
 
-            return TritonBackend(url=s.triton_url, timeout_s=s.triton_timeout_s)
+            # every model the pipeline will call must be ready now: fail at start-up naming it, not on a frame
+            return TritonBackend(url=s.triton_url, timeout_s=s.triton_timeout_s,
+                                 models=FacePipeline.models_for(s.detector.value))
         from argus.inference.backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(model_repository=s.model_repository, intra_op_threads=s.ort_threads)
@@ -61,15 +64,8 @@ class Resources:
         from argus.faces.pipeline import FacePipeline
 
         s = self.settings
-        pipeline = FacePipeline(backend=self.backend, detector=s.detector.value, min_face_size=s.min_face_size,
-                                det_threshold=s.det_threshold)
-        from argus.inference.triton import TritonBackend
-
-        backend = self.backend
-        if isinstance(backend, TritonBackend):
-            for model in pipeline.models:  # fail at start-up naming a missing model, not on the first frame
-                backend.spec(model)
-        return pipeline
+        return FacePipeline(backend=self.backend, detector=s.detector.value, min_face_size=s.min_face_size,
+                            det_threshold=s.det_threshold)
 
     @cached_property
     def gallery(self) -> Gallery:
