@@ -1,22 +1,22 @@
 """End to end: frames/s through the four stages against the model-bound rate, latency from capture, cameras/node.
 
-Everything runs in one process on the in-memory bus, as ``argus demo`` does: the real ingest, inference, matcher
-and alerter stages (``build_service``), every message round-tripping its wire codec. Cameras are in-memory sources
-(``MemorySource``) replaying real clip frames upscaled to 720p; ingest JPEG-encodes them exactly as it does camera
-frames. The watch-list is the demo's (the man in the clips is enrolled from a separate photo, so his frames
-produce matches and alerts) plus synthetic distractor identities.
+Everything runs in one process on the in-memory bus, as ``argus demo`` does: the real ingest, inference, matcher and
+alerter stages (``build_service``), every message round-tripping its wire codec. Cameras are in-memory sources
+(``PacedSource``, stamping capture time on delivery like a live camera) replaying real clip frames upscaled to 720p;
+ingest JPEG-encodes them exactly as it does camera frames. The watch-list is the demo's (the man in the clips is
+enrolled from a separate photo, so his frames produce matches and alerts) plus synthetic distractor identities.
 
-- Model-bound rate (the baseline): the same JPEG frames through the same models (``FacePipeline.process`` in
-  micro-batches of ``ARGUS_BATCH_MAX``, JPEG decode included), in one loop, no bus, no other stage. Measured just
-  before and just after the pipeline run and averaged, so load from neighbours drifts into both.
+- Model-bound rate (the baseline): the same JPEG frames through the same models (``FacePipeline.process`` in micro-
+  batches of ``ARGUS_BATCH_MAX``, JPEG decode included), in one loop, no bus, no other stage. Measured just before
+  and just after the pipeline run and averaged, so load from neighbours drifts into both.
 - Pipeline rate: cameras play their frames as fast as ingest reads them; frames / seconds until every stage has
   committed everything. Target: >= 90 % of the model-bound rate.
-- Latency: cameras paced in real time at 5 fps; capture timestamp to the matcher's output (``ts_match``) and to
-  the alert (``ts_alert``), from the messages themselves. Baseline: one frame alone through the models (batch 1).
+- Latency: cameras paced in real time at 5 fps; capture timestamp to the matcher's output (``ts_match``) and to the
+  alert (``ts_alert``), from the messages themselves. Baseline: one frame alone through the models (batch 1).
 - Cameras per node: N = floor(pipeline frames/s / 5) derived from the measured per-frame cost, then verified by
-  running N (and N + 1) real-time cameras at 5 fps: sustained means no frame dropped by ingest, every offered frame
-  analysed, and the inference backlog when the cameras stop under one second of frames.
-"""
+  running real-time cameras at 5 fps, N first, then upwards while it keeps up (downwards if N does not): sustained
+  means no frame dropped by ingest, every offered frame analysed, and the inference backlog when the cameras stop
+  under one second of frames."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from argus.gallery.faiss_gallery import FaissGallery
 from argus.imaging import decode_jpeg
 from argus.inference.backend import OnnxRuntimeBackend
 from argus.ingest.reader import ReaderGroup
-from argus.ingest.sources import MemorySource
+from argus.ingest.sources import CapturedFrame
 from argus.runtime.resources import Resources
 from argus.runtime.service import STAGES, build_service
 from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, TOPIC_MATCHES
@@ -78,6 +78,43 @@ class RunStats:
     latencies: dict[str, list[float]] = field(default_factory=dict)
 
 
+class PacedSource:
+    """A camera replaying frames: in real time on an absolute 5 fps schedule (no drift), stamping each frame with
+    the wall-clock time it is delivered, as a live camera's capture time is; or as fast as ingest reads."""
+
+    def __init__(self, camera_id: str, images: list[np.ndarray], *, realtime: bool, loop: bool) -> None:
+        self._camera_id = camera_id
+        self._images = images
+        self._realtime = realtime
+        self._loop = loop
+        self._idx = 0
+        self._t0 = 0.0
+        self._closed = threading.Event()
+
+    @property
+    def camera_id(self) -> str:
+        return self._camera_id
+
+    def open(self) -> None:
+        self._closed.clear()
+        if not self._t0:
+            self._t0 = time.monotonic()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def read(self) -> CapturedFrame | None:
+        if self._idx >= len(self._images) and not self._loop:
+            return None
+        if self._realtime:
+            wait = self._t0 + self._idx / FPS - time.monotonic()
+            if wait > 0 and self._closed.wait(wait):
+                return None
+        img = self._images[self._idx % len(self._images)]
+        self._idx += 1
+        return CapturedFrame(camera_id=self._camera_id, seq=self._idx - 1, ts=time.time(), image=img)
+
+
 def _cameras_toml(ids: list[str], clip: Path) -> str:
     out = []
     for i, cid in enumerate(ids):
@@ -111,14 +148,15 @@ def setup(ctx: Context) -> Env:
     return Env(ctx.work_dir, cameras_file, ids, backend, pipeline, gallery, frames, jpegs)
 
 
-def model_bound(env: Env) -> tuple[float, float]:
-    """(frames/s through decode + models in micro-batches, faces per frame)."""
+def model_bound(env: Env, passes: int = 1) -> tuple[float, float]:
+    """(frames/s through decode + models in micro-batches, faces per frame) over ``passes`` x every frame."""
     faces = 0
+    jpegs = env.jpegs * passes
     t0 = time.perf_counter()
-    for s in range(0, len(env.jpegs), BATCH_MAX):
-        imgs = [decode_jpeg(j) for j in env.jpegs[s : s + BATCH_MAX]]
+    for s in range(0, len(jpegs), BATCH_MAX):
+        imgs = [decode_jpeg(j) for j in jpegs[s : s + BATCH_MAX]]
         faces += sum(len(f) for f in env.pipeline.process(imgs))
-    return len(env.jpegs) / (time.perf_counter() - t0), faces / len(env.jpegs)
+    return len(jpegs) / (time.perf_counter() - t0), faces / len(jpegs)
 
 
 def single_frame_ms(env: Env, n: int) -> float:
@@ -147,8 +185,7 @@ def run_pipeline(env: Env, *, cameras: int, realtime: bool, frames_per_camera: i
     sources = []
     for c in range(cameras):
         order = [env.frames[(c * 3 + i) % n] for i in range(frames_per_camera or n)]
-        sources.append(MemorySource(camera_id=env.camera_ids[c], images=order, fps=FPS, loop=realtime,
-                                    realtime=realtime))
+        sources.append(PacedSource(env.camera_ids[c], order, realtime=realtime, loop=realtime))
     services = {name: build_service(name, res) for name in STAGES}
     group = ReaderGroup.for_sources(sources, queue_size=s.ingest_queue if realtime else 100_000)
     services["ingest"].group = group  # type: ignore[attr-defined,unused-ignore]
@@ -163,12 +200,11 @@ def run_pipeline(env: Env, *, cameras: int, realtime: bool, frames_per_camera: i
     try:
         if realtime:
             time.sleep(duration_s)
-            stop_ingest.set()
+            group.stop()  # the cameras stop; ingest publishes what they already queued
             backlog = bus.pending("argus-inference")
-        else:
-            while not group.finished:
-                time.sleep(0.05)
-            stop_ingest.set()  # ingest flushes what it holds and returns
+        while not group.finished:
+            time.sleep(0.05)
+        stop_ingest.set()  # ingest flushes what it holds and returns
         threads["ingest"].join(timeout=60)
         _drain(bus, timeout_s=600 if not realtime else 120)
         seconds = time.monotonic() - t0
@@ -236,10 +272,11 @@ def run(ctx: Context) -> None:
     env = setup(ctx)
     ctx.log(f"e2e: {len(env.frames)} frames, gallery of {len(env.gallery)} persons")
     model_bound(env)  # warm-up: ORT sessions, allocator
-    mb1, faces_per_frame = model_bound(env)
     cams = 2 if ctx.quick else 4
+    passes = 1 if ctx.quick else cams // 2  # half the pipeline run's frames, before and again after it
+    mb1, faces_per_frame = model_bound(env, passes)
     thr = run_pipeline(env, cameras=cams, realtime=False)
-    mb2, _ = model_bound(env)
+    mb2, _ = model_bound(env, passes)
     mb = (mb1 + mb2) / 2
     fps = thr.frames_analysed / thr.seconds
     ok = fps / mb >= PIPELINE_TARGET
@@ -259,15 +296,30 @@ def run(ctx: Context) -> None:
     single_ms = single_frame_ms(env, 4 if ctx.quick else 12)
     n_cams = max(1, int(fps // FPS))
     ctx.log(f"e2e: pipeline {fps:.1f} frames/s -> {n_cams} cameras at 5 fps; verifying")
-    verify = [n_cams] if ctx.quick else sorted({1, n_cams, n_cams + 1})
     duration = 4.0 if ctx.quick else 20.0
     runs: dict[int, tuple[RunStats, bool, str]] = {}
-    for c in verify:
+
+    def verify(c: int) -> bool:
         st = run_pipeline(env, cameras=c, realtime=True, duration_s=duration)
         good, why = _sustained(st, c)
         runs[c] = (st, good, why)
         ctx.log(f"e2e: {c} cameras: {why}")
-    st, good, why = runs[n_cams]
+        return good
+
+    if not ctx.quick and n_cams > 1:
+        verify(1)  # light-load latency
+    best = n_cams if verify(n_cams) else 0
+    if not ctx.quick:
+        c = n_cams
+        if best:  # go up while it keeps up, at most 3 steps past the derived count
+            while c < n_cams + 3 and verify(c + 1):
+                c += 1
+            best = c
+        else:  # go down until it keeps up
+            while c > 1 and not verify(c - 1):
+                c -= 1
+            best = c - 1 if c > 1 else 0
+    st = runs[n_cams][0]
     for topic, label in ((TOPIC_MATCHES, "match"), (TOPIC_FACES, "faces")):
         lat = st.latencies.get(topic) or []
         if not lat:
@@ -301,13 +353,18 @@ def run(ctx: Context) -> None:
     else:
         ctx.emit(Result(AREA, "latency_capture_to_alert_p50", None, "ms", "one frame alone through the models",
                         single_ms, skipped="no alert in the paced run (too short for the enrolled man to appear)"))
-    params: dict[str, Any] = {"derived_from": f"pipeline {fps:.2f} frames/s / {FPS:g} fps",
+    params: dict[str, Any] = {"derived": f"{n_cams} = floor(pipeline {fps:.2f} frames/s / {FPS:g} fps)",
                               "resolution": "720p", "duration_s": duration}
-    for c, (rs, g_, w) in runs.items():
+    for c, (rs, g_, w) in sorted(runs.items()):
+        p99 = rs.latencies.get(TOPIC_FACES) or []
         params[f"verified_{c}_cameras"] = (f"{'sustained' if g_ else 'NOT sustained'}: {w} "
                                            f"(offered {rs.frames_offered}, analysed {rs.frames_analysed}, "
-                                           f"dropped {rs.dropped}, backlog {rs.backlog_at_stop})")
-    ctx.emit(Result(AREA, "cameras_720p_5fps_per_node", float(n_cams), "cameras",
+                                           f"dropped {rs.dropped}, backlog {rs.backlog_at_stop}"
+                                           + (f", p99 to faces {percentile(p99, 99):.2f}s)" if p99 else ")"))
+    ok_best = best >= 1
+    note = (f"derived {n_cams} from the measured per-frame cost; real-time runs sustained up to {best}"
+            + (f" ({best + 1} did not keep up)" if best + 1 in runs and not runs[best + 1][1] else "")
+            if ok_best else f"{min(runs)} camera(s) not sustained: {runs[min(runs)][2]}")
+    ctx.emit(Result(AREA, "cameras_720p_5fps_per_node", float(max(best, 0)) or float(n_cams), "cameras",
                     "cameras the model-bound rate alone would carry (model-bound frames/s / 5)", mb / FPS,
-                    target="verified by a real-time run", meets_target=good, params=params,
-                    note=f"{n_cams} cameras: {why}"))
+                    target="sustained in a real-time run", meets_target=ok_best, params=params, note=note))

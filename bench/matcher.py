@@ -178,7 +178,7 @@ def ivf(ctx: Context, g: np.ndarray, flat: faiss.Index, flat_qps: float, threads
     _, truth = flat.search(q, 1)  # all cores; ground truth, not timed
     ctx.log(f"matcher: IVF{nlist} over {n} built in {build_s:.1f}s (train {train_n})")
     faiss.omp_set_num_threads(1)
-    for nprobe in (1, 4, 16, 64):
+    for nprobe in (1, 4, 16, 32, 64):
         index.nprobe = nprobe
         _, got = index.search(q, 1)
         recall = float(np.mean(got[:, 0] == truth[:, 0]))

@@ -88,6 +88,15 @@ def write_markdown(path: Path, lines: list[dict[str, Any]], *, machine: dict[str
         "See bench/README.md for what each benchmark does.",
         "",
     ]
+    targeted = [r for r in lines if r.get("target") and not r.get("skipped")]
+    if targeted:
+        out += ["## Targets", "",
+                "| area | result | value | ratio to baseline | target | met | why / notes |",
+                "|---|---|---|---|---|---|---|"]
+        for r in targeted:
+            out.append(f"| {r['bench']} | {r['name']} | {_fmt(r['value'])} {r['unit']} | {_fmt(r['ratio'])} | "
+                       f"{r['target']} | {_fmt(r['meets_target'])} | {(r.get('note') or '').replace('|', '/')} |")
+        out.append("")
     for area in areas:
         rows = [r for r in lines if r["bench"] == area]
         if not rows:
