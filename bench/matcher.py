@@ -11,7 +11,7 @@ Baselines:
   single-query flat >= 50 % of that bound.
 - IVF (``IndexIVFFlat``) against flat at the same size: speedup, with recall@1 against flat's own top-1.
   Target at 1M: >= 10x faster at recall@1 >= 0.99. IVF, not HNSW, because the index must be built within
-  minutes on 2 cores: IVF trains k-means on a sample (64 points per list, 1024 lists for 1M) and adds 1M vectors
+  minutes on 2 cores: IVF trains k-means on a sample (64 points per list, sqrt(n) = 1000 lists at 1M), adds 1M vectors
   in ~10-20 s, while HNSW with the gallery's own M=32/efConstruction=40 takes ~5 s per 20k vectors here and grows
   faster than linearly (several minutes for 1M).
 - The project's ``FaissGallery`` (flat) against raw FAISS on the same rows: the cost of turning rows into
