@@ -125,6 +125,7 @@ class IngestService:
                         log.info("ingest: every source has ended")
                     if idle_exit_s is not None and now - finished_at >= idle_exit_s:
                         break
+                    stop.wait(0.5)  # nothing will come any more: serve metrics and health without spinning
         finally:
             self.bus.flush()
             self._export_stats()

@@ -94,7 +94,7 @@ class StageProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "argus.cli", "run", self.stage, "--metrics-port", str(self.metrics_port)],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_TERMINATE_WITH_PARENT,
         )
         self.starts += 1
 
@@ -160,6 +160,26 @@ class StageProcess:
         return self.proc.returncode
 
 
+def _terminate_with_parent_fn() -> Any:
+    """Linux: a preexec hook that makes the kernel SIGTERM the stage when the process that started it dies (a
+    killed test run or demo), so no stage is left running unattended. libc is loaded here, in the parent: the hook
+    runs between fork and exec, where importing or allocating could deadlock on a lock another thread held."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, sigterm)
+
+    return hook
+
+
+_TERMINATE_WITH_PARENT = _terminate_with_parent_fn()
+
+
 class LocalCluster:
     """Run the stages as processes against ``servers``, with state under ``data_dir``.
 
@@ -197,9 +217,10 @@ class LocalCluster:
         from argus.bus.kafka import KafkaBus
         from argus.store.mongo import MongoEventStore
 
-        bus = KafkaBus(bootstrap=self.servers.kafka)
+        bus = KafkaBus(bootstrap=self.servers.kafka, partitions=self.settings.kafka_partitions)
         try:
             bus.delete(topics=ALL_TOPICS, groups=[f"argus-{s}" for s in INPUT_TOPICS])
+            bus.ensure_topics(ALL_TOPICS)  # recreated and led before any stage subscribes
         finally:
             bus.close()
         store = MongoEventStore(uri=self.servers.mongo_uri, database=self.database)

@@ -9,6 +9,7 @@ topic and broker.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,6 +96,9 @@ class KafkaBus:
                     log.info("created Kafka topics %s", [t.name for t in new])
                 except TopicAlreadyExistsError:
                     pass  # another stage created it between list and create
+            # A consumer that subscribes before every partition has a leader gets no assignment until its
+            # metadata next refreshes: wait until the topics are really usable.
+            admin.wait_for_topics(list(topics), timeout_ms=30_000)
         except Exception as e:
             raise BusError(f"cannot create topics {list(topics)} on {self._bootstrap}: {e}") from e
         finally:
@@ -157,8 +161,6 @@ class KafkaBus:
     def delete(self, *, topics: Sequence[str], groups: Sequence[str], timeout_s: float = 30.0) -> None:
         """Delete ``topics`` and ``groups`` and wait until the topics are gone. Only the demo uses this, to start
         from a clean slate on a development broker; nothing in the pipeline ever deletes data."""
-        import time
-
         admin = self._admin()
         try:
             existing = set(admin.list_topics())
@@ -210,16 +212,23 @@ class KafkaBusConsumer:
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=1_000,
                 max_poll_interval_ms=300_000,
+                # see new partitions (scaling out) and recreated topics within 30 s, not the default 5 min
+                metadata_max_age_ms=30_000,
             )
         except Exception as e:
             raise BusError(f"cannot join consumer group {group!r} on {bootstrap} for {list(topics)}: {e}") from e
         self._group = group
 
     def poll(self, *, max_records: int, timeout_s: float) -> list[Record]:
+        t0 = time.monotonic()
         try:
             batches = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except Exception as e:
             raise BusError(f"poll failed for group {self._group!r}: {e}") from e
+        if not batches and not self._c.assignment():
+            # kafka-python returns at once while the consumer owns no partition (rebalancing, or more replicas
+            # than partitions); without this the stage loop would spin a core doing nothing.
+            time.sleep(max(0.0, timeout_s - (time.monotonic() - t0)))
         out = [
             Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
             for records in batches.values()
