@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from argus.errors import ArgusError, ConfigError
+from argus.errors import ArgusError, ConfigError, SchemaError
 
 
 def _setup_logging(level: str) -> None:
@@ -194,7 +194,11 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
                 if not records:
                     break
                 for r in records:
-                    dl = decode(r.value, DeadLetterV1)
+                    try:
+                        dl = decode(r.value, DeadLetterV1)
+                    except SchemaError as e:  # written by something else: say where, keep listing the rest
+                        print(f"argus dead-letters: skipped {r.topic}[{r.partition}]@{r.offset}: {e}", file=sys.stderr)
+                        continue
                     if (args.stage and dl.stage != args.stage) or (args.camera and dl.camera_id != args.camera):
                         continue
                     shown += 1

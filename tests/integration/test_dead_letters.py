@@ -53,14 +53,17 @@ def test_a_corrupt_frame_is_dead_lettered_named_and_replayable_while_good_frames
         assert sum(bus.end_offsets(TOPIC_FACES)) - before[TOPIC_FACES] == 2  # both good frames went through
         assert sum(bus.end_offsets(TOPIC_DEADLETTER)) - before[TOPIC_DEADLETTER] == 1
 
+        bus.publish(TOPIC_DEADLETTER, key=b"gate-dl", value=b"not a dead letter")  # written by something else
+        bus.flush()
         listed = _argus(["dead-letters", "--camera", "gate-dl", "--wait", "3"], env)
         assert listed.returncode == 0, listed.stderr[-3000:]
+        assert f"skipped {TOPIC_DEADLETTER}[" in listed.stderr  # named, and the listing went on
         rows = [json.loads(line) for line in listed.stdout.splitlines()]
         assert len(rows) == 1
         assert rows[0]["stage"] == "inference" and rows[0]["error_kind"] == "corrupt_frame"
         assert rows[0]["source"].startswith(f"{TOPIC_FRAMES}[")
         assert "frame 2" in rows[0]["error"]
-        assert sum(bus.end_offsets(TOPIC_DEADLETTER)) - before[TOPIC_DEADLETTER] == 1  # listing consumed nothing
+        assert sum(bus.end_offsets(TOPIC_DEADLETTER)) - before[TOPIC_DEADLETTER] == 2  # listing consumed nothing
 
         replay = _argus(["dead-letters", "--camera", "gate-dl", "--wait", "3", "--replay"], env)
         assert replay.returncode == 0, replay.stderr[-3000:]
