@@ -28,11 +28,11 @@ from typing import IO, Any
 
 from argus.config import Settings, load_settings
 from argus.errors import ArgusError, ConfigError
+from argus.runtime.service import STAGES
 from argus.schemas import TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "inference", "matcher", "alerter")
 #: Each consuming stage's input topic; its consumer group is ``argus-<stage>`` (see argus.runtime.runner).
 INPUT_TOPICS: dict[str, str] = {"inference": TOPIC_FRAMES, "matcher": TOPIC_FACES, "alerter": TOPIC_MATCHES}
 ALL_TOPICS = (TOPIC_FRAMES, TOPIC_FACES, TOPIC_MATCHES, TOPIC_ALERTS, TOPIC_DEADLETTER)
