@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from argus.bus.memory import MemoryBus
 from argus.config import load_settings
-from argus.demo import DEMO_WATCHLIST
+from argus.demo import DEMO_WATCHLIST, metric_total, wait_drained
 from argus.enroll import enroll_person
 from argus.faces.embedder import EMBEDDING_DIM
 from argus.faces.pipeline import FacePipeline
@@ -168,10 +168,6 @@ def single_frame_ms(env: Env, n: int) -> float:
     return statistics.median(lat) * 1000
 
 
-def _metric(registry: CollectorRegistry, name: str) -> float:
-    return sum(s.value for fam in registry.collect() for s in fam.samples if s.name == name)
-
-
 def run_pipeline(env: Env, *, cameras: int, realtime: bool, frames_per_camera: int = 0,
                  duration_s: float = 0.0) -> RunStats:
     """Run the four stages; realtime: 5 fps cameras for ``duration_s``, else every frame as fast as possible."""
@@ -206,7 +202,10 @@ def run_pipeline(env: Env, *, cameras: int, realtime: bool, frames_per_camera: i
             time.sleep(0.05)
         stop_ingest.set()  # ingest flushes what it holds and returns
         threads["ingest"].join(timeout=60)
-        _drain(bus, timeout_s=600 if not realtime else 120)
+        try:
+            wait_drained(bus, timeout_s=600 if not realtime else 120, settle_s=0.1, poll_s=0.02)
+        except TimeoutError as e:
+            raise BenchError(f"the pipeline did not drain: {e}") from e
         seconds = time.monotonic() - t0
     finally:
         stop_ingest.set()
@@ -216,27 +215,15 @@ def run_pipeline(env: Env, *, cameras: int, realtime: bool, frames_per_camera: i
         for svc in services.values():
             svc.close()
     stats = RunStats(
-        frames_offered=int(_metric(res.registry, "argus_ingest_frames_read_total")),
-        frames_analysed=int(_metric(res.registry, "argus_inference_frames_total")),
-        dropped=int(_metric(res.registry, "argus_ingest_frames_dropped_total")),
+        frames_offered=int(metric_total(res.registry, "argus_ingest_frames_read_total")),
+        frames_analysed=int(metric_total(res.registry, "argus_inference_frames_total")),
+        dropped=int(metric_total(res.registry, "argus_ingest_frames_dropped_total")),
         seconds=seconds, backlog_at_stop=backlog,
         latencies=_latencies(bus),
     )
     res.store.close()
     bus.close()
     return stats
-
-
-def _drain(bus: MemoryBus, *, timeout_s: float) -> None:
-    groups = [f"argus-{g}" for g in STAGES if g != "ingest"]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if all(bus.pending(g) == 0 for g in groups):
-            time.sleep(0.1)
-            if all(bus.pending(g) == 0 for g in groups):
-                return
-        time.sleep(0.02)
-    raise BenchError(f"the pipeline did not drain within {timeout_s:.0f}s")
 
 
 def _latencies(bus: MemoryBus) -> dict[str, list[float]]:

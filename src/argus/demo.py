@@ -27,6 +27,7 @@ from argus.runtime.service import STAGES, Service, build_service
 from argus.store.base import EventStore
 
 if TYPE_CHECKING:
+    from argus.bus.base import Bus
     from argus.cluster import Servers
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,9 @@ class DemoResult:
                 "seconds": round(self.seconds, 2), **self.extra}
 
 
-def _metric(registry: CollectorRegistry, name: str) -> float:
-    total = 0.0
-    for fam in registry.collect():
-        for s in fam.samples:
-            if s.name == name:
-                total += s.value
-    return total
+def metric_total(registry: CollectorRegistry, name: str) -> float:
+    """Sum of every sample of ``name`` (all label values) in an in-process registry."""
+    return sum(s.value for fam in registry.collect() for s in fam.samples if s.name == name)
 
 
 def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = True) -> DemoResult:
@@ -94,16 +91,16 @@ def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = 
         for t in threads.values():
             t.start()
         threads["ingest"].join()
-        _drain(res)
+        wait_drained(res.bus)
         stop.set()
         for t in threads.values():
             t.join(timeout=30)
         for svc in services.values():
             svc.close()
         result = DemoResult(
-            frames=int(_metric(res.registry, "argus_ingest_frames_published_total")),
-            faces=int(_metric(res.registry, "argus_inference_faces_total")),
-            matches=int(_metric(res.registry, "argus_matcher_matches_total")),
+            frames=int(metric_total(res.registry, "argus_ingest_frames_published_total")),
+            faces=int(metric_total(res.registry, "argus_inference_faces_total")),
+            matches=int(metric_total(res.registry, "argus_matcher_matches_total")),
             alerts=alerts_json(res.store),
         )
         result.extra = {"bus": res.bus.name, "backend": res.backend.name, "store": s.store.value,
@@ -169,20 +166,20 @@ def run_distributed_demo(*, servers: Servers, data_dir: Path, cameras_file: Path
         res.close()
 
 
-def _drain(res: Resources, *, timeout_s: float = 300.0) -> None:
+def wait_drained(bus: Bus, *, timeout_s: float = 300.0, settle_s: float = 0.2, poll_s: float = 0.1) -> None:
     """Wait until every consuming stage has committed everything published to its input topic."""
     from argus.cluster import INPUT_TOPICS
 
     def drained() -> bool:
-        return all(res.bus.pending(f"argus-{s}", [t]) == 0 for s, t in INPUT_TOPICS.items())
+        return all(bus.pending(f"argus-{s}", [t]) == 0 for s, t in INPUT_TOPICS.items())
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if drained():
-            time.sleep(0.2)  # a stage may be publishing its last outputs: confirm it stayed drained
+            time.sleep(settle_s)  # a stage may be publishing its last outputs: confirm it stayed drained
             if drained():
                 return
-        time.sleep(0.1)
+        time.sleep(poll_s)
     raise TimeoutError(f"stages did not drain within {timeout_s:.0f}s")
 
 
