@@ -7,8 +7,8 @@ ingest JPEG-encodes them exactly as it does camera frames. The watch-list is the
 enrolled from a separate photo, so his frames produce matches and alerts) plus synthetic distractor identities.
 
 - Model-bound rate (the baseline): the same JPEG frames through the same models (``FacePipeline.process`` in micro-
-  batches of ``ARGUS_BATCH_MAX``, JPEG decode included), in one loop, no bus, no other stage. Measured just before
-  and just after the pipeline run and averaged, so load from neighbours drifts into both.
+  batches of ``ARGUS_INFERENCE_BATCH_MAX``, JPEG decode included), in one loop, no bus, no other stage. Measured
+  just before and just after the pipeline run and averaged, so load from neighbours drifts into both.
 - Pipeline rate: cameras play their frames as fast as ingest reads them; frames / seconds until every stage has
   committed everything. Target: >= 90 % of the model-bound rate.
 - Latency: cameras paced in real time at 5 fps; capture timestamp to the matcher's output (``ts_match``) and to the
@@ -32,8 +32,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from argus.bus.memory import MemoryBus
-from argus.config import load_settings
-from argus.demo import DEMO_WATCHLIST, metric_total, wait_drained
+from argus.config import Settings, load_settings
+from argus.demo import DEMO_WATCHLIST
 from argus.enroll import enroll_person
 from argus.faces.embedder import EMBEDDING_DIM
 from argus.faces.pipeline import FacePipeline
@@ -41,17 +41,19 @@ from argus.gallery.base import Gallery, Person
 from argus.gallery.faiss_gallery import FaissGallery
 from argus.imaging import decode_jpeg
 from argus.inference.backend import OnnxRuntimeBackend
-from argus.ingest.reader import ReaderGroup
 from argus.ingest.sources import CapturedFrame
+from argus.metrics import metric_total
+from argus.runtime.inprocess import InProcessPipeline
 from argus.runtime.resources import Resources
-from argus.runtime.service import STAGES, build_service
-from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, TOPIC_MATCHES
+from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES
+from argus.topology import consumer_group
 from bench.common import BenchError, Context, Result, clip_frames, encode_all, percentile, upscale
 from bench.matcher import unit_gallery
 
 AREA = "e2e"
 FPS = 5.0
-BATCH_MAX = 8  # ARGUS_BATCH_MAX default
+BATCH_MAX = Settings.model_fields["inference_batch_max"].default
+DEFAULT_INGEST_QUEUE = Settings.model_fields["ingest_queue"].default
 PIPELINE_TARGET = 0.9
 
 
@@ -90,6 +92,7 @@ class PacedSource:
         self._idx = 0
         self._t0 = 0.0
         self._closed = threading.Event()
+        self._ended = False
 
     @property
     def camera_id(self) -> str:
@@ -103,8 +106,13 @@ class PacedSource:
     def close(self) -> None:
         self._closed.set()
 
+    def end(self) -> None:
+        """The camera stops for good: the next read returns None, the end of the stream."""
+        self._ended = True
+        self._closed.set()
+
     def read(self) -> CapturedFrame | None:
-        if self._idx >= len(self._images) and not self._loop:
+        if self._ended or (self._idx >= len(self._images) and not self._loop):
             return None
         if self._realtime:
             wait = self._t0 + self._idx / FPS - time.monotonic()
@@ -173,47 +181,30 @@ def run_pipeline(env: Env, *, cameras: int, realtime: bool, frames_per_camera: i
     """Run the four stages; realtime: 5 fps cameras for ``duration_s``, else every frame as fast as possible."""
     data = env.work / f"run-{time.monotonic_ns()}"
     s = load_settings(data_dir=data, cameras_file=env.cameras_file, metrics_port=0, sinks=["kafka"],
-                      batch_max=BATCH_MAX, ingest_files_realtime=False)
+                      inference_batch_max=BATCH_MAX, ingest_files_realtime=False,
+                      ingest_queue=DEFAULT_INGEST_QUEUE if realtime else 100_000)
     bus = MemoryBus()
-    res = Resources(s, registry=CollectorRegistry(), bus=bus, backend=env.backend, pipeline=env.pipeline,
-                    gallery=env.gallery)
     n = len(env.frames)
-    sources = []
-    for c in range(cameras):
-        order = [env.frames[(c * 3 + i) % n] for i in range(frames_per_camera or n)]
-        sources.append(PacedSource(env.camera_ids[c], order, realtime=realtime, loop=realtime))
-    services = {name: build_service(name, res) for name in STAGES}
-    group = ReaderGroup.for_sources(sources, queue_size=s.ingest_queue if realtime else 100_000)
-    services["ingest"].group = group  # type: ignore[attr-defined,unused-ignore]
-    stop_ingest = threading.Event()
-    stop_rest = threading.Event()
-    threads = {name: threading.Thread(target=svc.run, args=(stop_ingest if name == "ingest" else stop_rest,),
-                                      name=f"bench-{name}", daemon=True) for name, svc in services.items()}
-    t0 = time.monotonic()
-    for t in threads.values():
-        t.start()
+    sources = [PacedSource(env.camera_ids[c], [env.frames[(c * 3 + i) % n] for i in range(frames_per_camera or n)],
+                           realtime=realtime, loop=realtime) for c in range(cameras)]
+    res = Resources(s, registry=CollectorRegistry(), bus=bus, backend=env.backend, pipeline=env.pipeline,
+                    gallery=env.gallery, sources=sources)
     backlog = 0
-    try:
+    with InProcessPipeline(res, ingest_idle_exit_s=None) as pipeline:
+        t0 = time.monotonic()
         if realtime:
             time.sleep(duration_s)
-            group.stop()  # the cameras stop; ingest publishes what they already queued
-            backlog = bus.pending("argus-inference")
-        while not group.finished:
+            for src in sources:  # the cameras stop; ingest publishes what they already queued
+                src.end()
+            backlog = bus.pending(consumer_group("inference"), [TOPIC_FRAMES])
+        while not pipeline.sources_finished():
             time.sleep(0.05)
-        stop_ingest.set()  # ingest flushes what it holds and returns
-        threads["ingest"].join(timeout=60)
+        pipeline.stop_ingest()  # ingest flushes what it holds and returns
         try:
-            wait_drained(bus, timeout_s=600 if not realtime else 120, settle_s=0.1, poll_s=0.02)
+            pipeline.wait_drained(timeout_s=600 if not realtime else 120, settle_s=0.1, poll_s=0.02)
         except TimeoutError as e:
             raise BenchError(f"the pipeline did not drain: {e}") from e
         seconds = time.monotonic() - t0
-    finally:
-        stop_ingest.set()
-        stop_rest.set()
-        for t in threads.values():
-            t.join(timeout=30)
-        for svc in services.values():
-            svc.close()
     stats = RunStats(
         frames_offered=int(metric_total(res.registry, "argus_ingest_frames_read_total")),
         frames_analysed=int(metric_total(res.registry, "argus_inference_frames_total")),

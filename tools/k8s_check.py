@@ -47,6 +47,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from argus.topology import INPUT_TOPICS, STAGES, consumer_group
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -56,12 +58,11 @@ RULES_TEST = K8S / "base" / "monitoring" / "prometheusrule.test.yaml"
 DASHBOARD = DEPLOY / "grafana" / "argus-dashboard.json"
 DOCKER_DIR = DEPLOY / "docker"
 K8S_VERSION = "1.32.0"
-STAGES = ("ingest", "inference", "matcher", "alerter")
 #: Extras each stage's image must install (pyproject [project.optional-dependencies]).
 STAGE_EXTRAS = {"ingest": {"kafka"}, "inference": {"kafka", "triton"}, "matcher": {"kafka"},
                 "alerter": {"kafka", "mongo"}}
-#: Input topic of each consuming stage (services/*/stage.py input_topic).
-STAGE_INPUT = {"inference": "argus.frames.v1", "matcher": "argus.faces.v1", "alerter": "argus.matches.v1"}
+#: Input topic of each consuming stage.
+STAGE_INPUT = INPUT_TOPICS
 #: Triton's own metrics the rules may use (Triton 2.51 /metrics on port 8002), and Prometheus' synthetic ones.
 EXTERNAL_METRICS = frozenset({
     "up", "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
@@ -590,7 +591,7 @@ def check_argus(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
             if trig.get("type") != "kafka":
                 continue
             md = trig.get("metadata") or {}
-            expect = {"consumerGroup": f"argus-{stage}", "topic": STAGE_INPUT.get(stage),
+            expect = {"consumerGroup": consumer_group(stage), "topic": STAGE_INPUT.get(stage),
                       "bootstrapServers": env.get("ARGUS_KAFKA_BOOTSTRAP")}
             for key, want in expect.items():
                 if md.get(key) != want:

@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from argus.topology import CONSUMING_STAGES, STAGES
+
 OUT = Path(__file__).resolve().parent / "argus-dashboard.json"
-CONSUMERS = ("inference", "matcher", "alerter")
-STAGES = ("ingest", *CONSUMERS)
+CONSUMERS = CONSUMING_STAGES
 DS = {"type": "prometheus", "uid": "${datasource}"}
 
 
@@ -82,7 +83,7 @@ def panels() -> list[dict[str, Any]]:
                  for s in CONSUMERS],
                ("sum(rate(argus_inference_batch_size_sum[5m])) / sum(rate(argus_inference_batch_size_count[5m]))",
                 "mean inference")], "none",
-              "Messages per processed micro-batch (ARGUS_BATCH_MAX caps inference)."),
+              "Messages per processed micro-batch (ARGUS_<STAGE>_BATCH_MAX caps each stage)."),
         panel("Consumer lag per stage (messages)",
               [(f"sum(argus_{s}_consumer_lag)", s) for s in CONSUMERS], "none",
               "Messages waiting on each consumer group (argus-<stage>); KEDA scales inference and matcher on it."),
@@ -90,7 +91,7 @@ def panels() -> list[dict[str, Any]]:
               [(f"sum(rate(argus_{s}_errors_total[5m])) or vector(0)", s) for s in STAGES], "ops",
               "Dead-lettered items and transient-failure retries (errors_total by kind)."),
         panel("Stages up",
-              [("max by (__name__) ({__name__=~\"argus_(ingest|inference|matcher|alerter)_up\"})", "{{__name__}}")],
+              [(f"max by (__name__) ({{__name__=~\"argus_({'|'.join(STAGES)})_up\"}})", "{{__name__}}")],
               "none", "1 while each stage's loop runs."),
         # ---- inference and matching
         panel("Model time per inference batch, p95",

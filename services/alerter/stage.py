@@ -1,40 +1,44 @@
 """Alerter stage: matches in; event history, alerts with the camera's location, and notifications out.
 
-One sighting is one alert: per (person, camera) a new alert opens only when the previous one is older than
-``ARGUS_COOLDOWN_S`` in *capture* time, so replays after a crash decide exactly as the first pass did. The
-cooldown state is restored from the event store after a restart. Alert ids are derived from the sighting that
-opened them, so every write is an idempotent upsert and a redelivered match never doubles an event or an alert.
-Notifications go out before the store records the alert (at-least-once to sinks; receivers dedupe on alert_id).
+One sighting is one alert: per (person, camera) a new alert opens only when the previous one is at least
+``ARGUS_COOLDOWN_S`` older in *capture* time (the rule is :func:`argus.decisions.decide_alert`), judged against the
+alerts captured before the sighting, so replays after a crash decide exactly as the first pass did. Before an alert
+opens, the event store is asked for the last one (it outlives restarts and partition moves). Alert ids are derived
+from the sighting that opened them, so every write is an idempotent upsert: a redelivered opening sighting sends
+the *same* alert again (at-least-once to sinks and to ``argus.alerts.v1``; receivers dedupe on alert_id), never a
+second one. Notifications go out before the store records the alert.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
 
+from argus.cameras import Camera, UnknownCameraError
+from argus.decisions import AlertAction, PriorAlert, decide_alert, prior_for
 from argus.errors import InputError
+from argus.ids import alert_id
 from argus.metrics import StageMetrics
-from argus.runtime.http import Health
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
-from argus.schemas import TOPIC_ALERTS, TOPIC_MATCHES, AlertV1, LocationV1, MatchesV1
+from argus.schemas import TOPIC_ALERTS, AlertV1, FaceMatchV1, LocationV1, MatchesV1
 from argus.sinks.base import AlertSink, FanOut
 from argus.store.base import CameraRecord, SightingEvent
+from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
 
 log = logging.getLogger(__name__)
 
 
-def alert_id(person_id: str, camera_id: str, opening_event_id: str) -> str:
-    return hashlib.sha256(f"{person_id}|{camera_id}|{opening_event_id}".encode()).hexdigest()[:24]
+#: Alerts per (person, camera) remembered in memory; older ones are asked of the store when needed.
+MAX_PRIORS_KEPT = 8
 
 
 class AlerterProcessor:
     stage = "alerter"
-    input_topic = TOPIC_MATCHES
+    input_topic = INPUT_TOPICS["alerter"]
     input_type = MatchesV1
-    output_topics: tuple[str, ...] = (TOPIC_ALERTS,)
+    output_topics: tuple[str, ...] = OUTPUT_TOPICS["alerter"]
 
     def __init__(self, resources: Resources, metrics: StageMetrics, sinks: list[AlertSink]) -> None:
         s = resources.settings
@@ -44,7 +48,8 @@ class AlerterProcessor:
         self.publish_alerts = "kafka" in s.sinks
         self.store_crops = s.store_crops
         self.sinks = FanOut(sinks)
-        self._last: dict[tuple[str, str], tuple[float, str]] = {}  # (person, camera) -> (ts_capture, event_id)
+        # (person, camera) -> alerts known to this process, newest last; the store is consulted before opening
+        self._priors: dict[tuple[str, str], list[PriorAlert]] = {}
         self.alerts = metrics.counter("alerts_total", "Alerts raised, by camera.", ("camera",))
         self.suppressed = metrics.counter("alerts_suppressed_total", "Sightings inside an open cooldown window.")
         self.events = metrics.counter("events_total", "Sightings written to the event history.")
@@ -54,13 +59,39 @@ class AlerterProcessor:
         for cam in self.cameras:
             self.store.upsert_camera(CameraRecord.from_camera(cam))
 
-    def _last_alert(self, person_id: str, camera_id: str) -> tuple[float, str] | None:
-        key = (person_id, camera_id)
-        if key not in self._last:
-            prev = self.store.last_alert(person_id, camera_id)
-            if prev is not None:
-                self._last[key] = (prev.ts_capture, prev.event_id)
-        return self._last.get(key)
+    def _prior(self, person_id: str, camera_id: str, ts_capture: float, event_id: str) -> PriorAlert | None:
+        """The alert this sighting is judged against. Suppressions are decided from memory; before anything
+        would open, the store is asked (it outlives restarts and knows what another replica raised for this
+        camera before its partition moved here), so a restart or a rebalance never opens a second alert."""
+        known = self._priors.setdefault((person_id, camera_id), [])
+        prior = prior_for(known, ts_capture)
+        if decide_alert(prior=prior, event_id=event_id, ts_capture=ts_capture, cooldown_s=self.cooldown_s) \
+                is AlertAction.suppress:
+            return prior
+        stored = self.store.last_alert(person_id, camera_id, at_or_before=ts_capture)
+        if stored is not None:
+            self._remember(person_id, camera_id, PriorAlert(ts_capture=stored.ts_capture, event_id=stored.event_id))
+        return prior_for(known, ts_capture)
+
+    def _remember(self, person_id: str, camera_id: str, prior: PriorAlert) -> None:
+        known = self._priors.setdefault((person_id, camera_id), [])
+        if prior not in known:
+            known.append(prior)
+            known.sort(key=lambda p: p.ts_capture)
+            del known[:-MAX_PRIORS_KEPT]
+
+    def _alert(self, m: MatchesV1, fm: FaceMatchV1, camera: Camera) -> AlertV1:
+        return AlertV1(
+            alert_id=alert_id(fm.person_id, m.camera_id, fm.event_id), event_id=fm.event_id,
+            camera_id=m.camera_id, camera_name=camera.name,
+            location=LocationV1(lat=camera.location.lat, lon=camera.location.lon,
+                                address=camera.location.address, zone=camera.location.zone),
+            person_id=fm.person_id, display_name=fm.display_name, watchlist=fm.watchlist,
+            score=fm.score, threshold=fm.threshold, margin=fm.margin, candidates=fm.candidates,
+            emotion=fm.emotion_label, emotion_probs=fm.emotion, det_score=fm.det_score,
+            quality=fm.quality, box=fm.box, crop_jpeg=fm.crop_jpeg, seq=m.seq,
+            ts_capture=m.ts_capture, ts_alert=time.time(), gallery_version=m.gallery_version,
+        )
 
     def process(self, items: Sequence[Item[MatchesV1]]) -> list[Output | Reject]:
         out: list[Output | Reject] = []
@@ -70,36 +101,31 @@ class AlerterProcessor:
             m = it.message
             try:
                 camera = self.cameras.get(m.camera_id)
-            except Exception as e:  # unknown camera id: keep the evidence in the dead-letter topic
+            except UnknownCameraError as e:  # keep the evidence in the dead-letter topic
                 out.append(Reject(it, "unknown_camera", InputError(f"matches for unknown camera {m.camera_id!r}: {e}")))
                 continue
             for fm in m.matches:
                 event = SightingEvent.from_match(m, fm, store_crop=self.store_crops)
-                last = self._last_alert(fm.person_id, m.camera_id)
-                opens = last is None or (
-                    last[1] != fm.event_id and m.ts_capture - last[0] >= self.cooldown_s
-                )
-                if not opens:
+                prior = self._prior(fm.person_id, m.camera_id, m.ts_capture, fm.event_id)
+                action = decide_alert(prior=prior, event_id=fm.event_id, ts_capture=m.ts_capture,
+                                      cooldown_s=self.cooldown_s)
+                if action is AlertAction.suppress:
                     self.suppressed.inc()
                     events.append(event)
                     continue
-                alert = AlertV1(
-                    alert_id=alert_id(fm.person_id, m.camera_id, fm.event_id), event_id=fm.event_id,
-                    camera_id=m.camera_id, camera_name=camera.name,
-                    location=LocationV1(lat=camera.location.lat, lon=camera.location.lon,
-                                        address=camera.location.address, zone=camera.location.zone),
-                    person_id=fm.person_id, display_name=fm.display_name, watchlist=fm.watchlist,
-                    score=fm.score, threshold=fm.threshold, margin=fm.margin, candidates=fm.candidates,
-                    emotion=fm.emotion_label, emotion_probs=fm.emotion, det_score=fm.det_score,
-                    quality=fm.quality, box=fm.box, crop_jpeg=fm.crop_jpeg, seq=m.seq,
-                    ts_capture=m.ts_capture, ts_alert=time.time(), gallery_version=m.gallery_version,
-                )
+                if action is AlertAction.repeat:  # at-least-once: the alert as first raised, triage state kept
+                    stored = self.store.get_alert(alert_id(fm.person_id, m.camera_id, fm.event_id))
+                    alert = stored.alert if stored is not None else self._alert(m, fm, camera)
+                    log.info("alert %s redelivered (sighting %s seen again): sent again with the same id",
+                             alert.alert_id, fm.event_id)
+                else:
+                    alert = self._alert(m, fm, camera)
+                    self.alerts.labels(m.camera_id).inc()
                 for outcome in self.sinks.send(alert):  # one failing sink never blocks the others or the history
                     if not outcome.ok:
                         self.sink_failures.labels(outcome.sink).inc()
                 self.store.put_alert(alert)
-                self._last[(fm.person_id, m.camera_id)] = (m.ts_capture, fm.event_id)
-                self.alerts.labels(m.camera_id).inc()
+                self._remember(fm.person_id, m.camera_id, PriorAlert(ts_capture=m.ts_capture, event_id=fm.event_id))
                 events.append(event.with_alert(alert.alert_id))
                 if self.publish_alerts:
                     out.append(Output(TOPIC_ALERTS, alert))
@@ -127,9 +153,5 @@ def make_sinks(resources: Resources) -> list[AlertSink]:
 
 
 def build(resources: Resources) -> StageRunner[MatchesV1]:
-    s = resources.settings
     metrics = StageMetrics("alerter", registry=resources.registry)
-    return StageRunner(
-        processor=AlerterProcessor(resources, metrics, make_sinks(resources)), bus=resources.bus,
-        metrics=metrics, health=Health(), batch_max=64, batch_wait_s=s.batch_wait_ms / 1000,
-    )
+    return StageRunner.for_stage(AlerterProcessor(resources, metrics, make_sinks(resources)), resources, metrics)

@@ -1,6 +1,6 @@
 """Inference stage: JPEG frames in, faces (box, landmarks, quality, embedding, emotion, crop) out.
 
-Frames from all cameras are micro-batched by the runner (``ARGUS_BATCH_MAX`` / ``ARGUS_BATCH_WAIT_MS``) and go
+Frames from all cameras are micro-batched by the runner (``ARGUS_INFERENCE_BATCH_MAX`` / ``ARGUS_BATCH_WAIT_MS``) and go
 through the models as one batch per model. A frame with no face produces no message (it is counted); a corrupt
 JPEG is dead-lettered with its camera and sequence number and the rest of the batch goes on.
 """
@@ -15,17 +15,17 @@ import numpy as np
 from argus.errors import InputError
 from argus.imaging import decode_jpeg, encode_jpeg
 from argus.metrics import StageMetrics
-from argus.runtime.http import Health
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
-from argus.schemas import TOPIC_FACES, TOPIC_FRAMES, FacesV1, FaceV1, FrameV1, Quality, embedding_bytes
+from argus.schemas import TOPIC_FACES, FacesV1, FaceV1, FrameV1, Quality, embedding_bytes
+from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
 
 
 class InferenceProcessor:
     stage = "inference"
-    input_topic = TOPIC_FRAMES
+    input_topic = INPUT_TOPICS["inference"]
     input_type = FrameV1
-    output_topics: tuple[str, ...] = (TOPIC_FACES,)
+    output_topics: tuple[str, ...] = OUTPUT_TOPICS["inference"]
 
     def __init__(self, resources: Resources, metrics: StageMetrics) -> None:
         self.pipeline = resources.pipeline
@@ -86,9 +86,5 @@ class InferenceProcessor:
 
 
 def build(resources: Resources) -> StageRunner[FrameV1]:
-    s = resources.settings
     metrics = StageMetrics("inference", registry=resources.registry)
-    return StageRunner(
-        processor=InferenceProcessor(resources, metrics), bus=resources.bus, metrics=metrics, health=Health(),
-        batch_max=s.batch_max, batch_wait_s=s.batch_wait_ms / 1000,
-    )
+    return StageRunner.for_stage(InferenceProcessor(resources, metrics), resources, metrics)

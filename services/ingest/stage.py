@@ -13,7 +13,6 @@ import time
 
 from argus.imaging import encode_jpeg
 from argus.ingest.reader import ReaderGroup, ReaderStats
-from argus.ingest.sources import source_for_camera
 from argus.metrics import StageMetrics
 from argus.runtime.http import Health
 from argus.runtime.resources import Resources
@@ -38,11 +37,10 @@ class IngestService:
         cameras = resources.cameras.shard(shard, shards)
         if not cameras:
             log.warning("ingest shard %d/%d has no camera to read (more replicas than enabled cameras)", shard, shards)
-        self.group = ReaderGroup.for_sources(
-            [source_for_camera(c, realtime=s.ingest_files_realtime) for c in cameras], queue_size=s.ingest_queue
-        )
+        sources = resources.frame_sources(cameras)
+        self.group = ReaderGroup.for_sources(sources, queue_size=s.ingest_queue)
         self.health = Health()
-        self.health.detail["cameras"] = [c.id for c in cameras]
+        self.health.detail["cameras"] = [src.camera_id for src in sources]
         self.health.detail["sources_finished"] = False
         self.health.detail["shard"] = f"{shard}/{shards}"
         m = self.metrics = StageMetrics("ingest", registry=resources.registry)
@@ -57,7 +55,7 @@ class IngestService:
         self.last_frame = m.gauge("last_frame_timestamp_seconds", "Capture time of the newest frame.", ("camera",))
         self.camera_up = m.gauge("camera_up", "1 while the camera is streaming.", ("camera",))
         self.encode_seconds = m.histogram("encode_seconds", "JPEG encode time per frame.")
-        m.gauge("cameras", "Cameras this ingest replica reads (its shard of the registry).").set(len(cameras))
+        m.gauge("cameras", "Cameras this ingest replica reads (its shard of the registry).").set(len(sources))
         self._prev: dict[str, ReaderStats] = {}
         self.bus.ensure_topics([TOPIC_FRAMES, TOPIC_DEADLETTER])
 

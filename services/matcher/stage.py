@@ -1,9 +1,10 @@
 """Matcher stage: faces in, watch-list matches out.
 
-All faces of a micro-batch go to the gallery in one batched FAISS search. A face becomes a match only when its
-best candidate's cosine score reaches the threshold of that candidate's watch-list (``ARGUS_WATCHLIST_THRESHOLDS``,
-else ``ARGUS_MATCH_THRESHOLD``, else the embedder's measured default) AND the face is usable (size and sharpness
-above the configured floors) — a blurred 20-pixel face should never put a person on an operator's screen.
+All faces of a micro-batch go to the gallery in one batched FAISS search. A face becomes a match only when it is
+usable (size and sharpness at or above the configured floors: :func:`argus.decisions.face_usable`) AND its best
+candidate's cosine score reaches the threshold of that candidate's watch-list (``ARGUS_WATCHLIST_THRESHOLDS``, else
+``ARGUS_MATCH_THRESHOLD``, else the embedder's measured default: :func:`argus.decisions.decide_match`) — a blurred
+20-pixel face should never put a person on an operator's screen.
 Every match carries its top-k candidates and the margin to the runner-up as review evidence. Gallery changes made by
 ``argus gallery enroll/remove`` are picked up without a restart.
 """
@@ -16,14 +17,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from argus.decisions import QualityFloor, Thresholds, decide_match, face_usable
+from argus.errors import InputError, SchemaError
 from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD, EMBEDDING_DIM
-from argus.faces.types import EMOTIONS
+from argus.faces.types import emotion_label
+from argus.ids import event_id
 from argus.metrics import StageMetrics
-from argus.runtime.http import Health
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
 from argus.schemas import (
-    TOPIC_FACES,
     TOPIC_MATCHES,
     CandidateV1,
     FaceMatchV1,
@@ -32,30 +34,25 @@ from argus.schemas import (
     MatchesV1,
     embedding_from_bytes,
 )
+from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
 
 log = logging.getLogger(__name__)
 
 
-
-def event_id(camera_id: str, seq: int, face_index: int) -> str:
-    """Deterministic, so a redelivered face upserts the same event instead of adding one."""
-    return f"{camera_id}:{seq}:{face_index}"
-
-
 class MatcherProcessor:
     stage = "matcher"
-    input_topic = TOPIC_FACES
+    input_topic = INPUT_TOPICS["matcher"]
     input_type = FacesV1
-    output_topics: tuple[str, ...] = (TOPIC_MATCHES,)
+    output_topics: tuple[str, ...] = OUTPUT_TOPICS["matcher"]
 
     def __init__(self, resources: Resources, metrics: StageMetrics) -> None:
         s = resources.settings
         self.gallery = resources.gallery
-        self.default_threshold = s.match_threshold or DEFAULT_MATCH_THRESHOLD
-        self.thresholds = dict(s.watchlist_thresholds)
+        self.thresholds = Thresholds.from_settings(match_threshold=s.match_threshold,
+                                                   watchlist_thresholds=s.watchlist_thresholds,
+                                                   model_default=DEFAULT_MATCH_THRESHOLD)
         self.top_k = s.top_k
-        self.min_size = s.min_quality_size
-        self.min_blur = s.min_quality_blur
+        self.floor = QualityFloor(min_size=s.min_quality_size, min_blur=s.min_quality_blur)
         self.faces = metrics.counter(
             "faces_total", "Faces seen, by outcome (match, no_match, low_quality).", ("outcome",))
         self.matches = metrics.counter("matches_total", "Matches by watch-list.", ("watchlist",))
@@ -63,9 +60,6 @@ class MatcherProcessor:
         self.gallery_size = metrics.gauge("gallery_persons", "Persons in the watch-list gallery.")
         self.gallery_version = metrics.gauge("gallery_version", "Gallery version in use (bumps on every change).")
         self._last_reload = 0.0
-
-    def threshold_for(self, watchlist: str) -> float:
-        return self.thresholds.get(watchlist, self.default_threshold)
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -82,7 +76,7 @@ class MatcherProcessor:
         out: list[Output | Reject] = []
         for it in items:
             for f in it.message.faces:
-                if f.quality.size < self.min_size or f.quality.blur < self.min_blur:
+                if not face_usable(size=f.quality.size, blur=f.quality.blur, floor=self.floor):
                     self.faces.labels("low_quality").inc()
                     continue
                 usable.append((it, f))
@@ -91,39 +85,34 @@ class MatcherProcessor:
             return out
         try:
             q = np.stack([embedding_from_bytes(f.embedding, EMBEDDING_DIM) for _, f in usable])
-        except Exception as e:  # a wrong-size embedding is bad input; isolate it via the runner
-            from argus.errors import InputError
-
+        except SchemaError as e:  # a wrong-size embedding is bad input; the runner isolates the message
             raise InputError(f"faces message carries a malformed embedding: {e}") from e
         t0 = time.perf_counter()
         results = self.gallery.search(q, self.top_k)
         self.search_seconds.observe(time.perf_counter() - t0)
         version = self.gallery.version
-        by_frame: dict[int, list[FaceMatchV1]] = {}
-        frame_item: dict[int, Item[FacesV1]] = {}
+        by_frame: dict[int, tuple[Item[FacesV1], list[FaceMatchV1]]] = {}
         for (it, f), cands in zip(usable, results, strict=True):
-            if not cands or cands[0].score < self.threshold_for(cands[0].watchlist):
+            verdict = decide_match(cands, self.thresholds)
+            if verdict is None:
                 self.faces.labels("no_match").inc()
                 continue
-            best = cands[0]
-            runner_up = cands[1].score if len(cands) > 1 else -1.0
+            best = cands[verdict.best_index]
             m = it.message
             self.faces.labels("match").inc()
             self.matches.labels(best.watchlist).inc()
-            by_frame.setdefault(id(it), []).append(FaceMatchV1(
+            by_frame.setdefault(id(it), (it, []))[1].append(FaceMatchV1(
                 face_index=f.index, event_id=event_id(m.camera_id, m.seq, f.index), box=f.box,
                 det_score=f.det_score, quality=f.quality, emotion=f.emotion,
-                emotion_label=EMOTIONS[int(np.argmax(f.emotion))], crop_jpeg=f.crop_jpeg,
+                emotion_label=emotion_label(f.emotion), crop_jpeg=f.crop_jpeg,
                 person_id=best.person_id, display_name=best.display_name, watchlist=best.watchlist,
-                score=float(best.score), threshold=self.threshold_for(best.watchlist),
-                margin=float(best.score - runner_up),
+                score=float(best.score), threshold=verdict.threshold, margin=verdict.margin,
                 candidates=tuple(CandidateV1(person_id=c.person_id, display_name=c.display_name,
                                              watchlist=c.watchlist, score=float(c.score)) for c in cands),
             ))
-            frame_item[id(it)] = it
         now = time.time()
-        for key, matches in by_frame.items():
-            m = frame_item[key].message
+        for it, matches in by_frame.values():
+            m = it.message
             out.append(Output(TOPIC_MATCHES, MatchesV1(
                 camera_id=m.camera_id, seq=m.seq, ts_capture=m.ts_capture, ts_match=now,
                 gallery_version=version, matches=tuple(matches))))
@@ -134,9 +123,5 @@ class MatcherProcessor:
 
 
 def build(resources: Resources) -> StageRunner[FacesV1]:
-    s = resources.settings
     metrics = StageMetrics("matcher", registry=resources.registry)
-    return StageRunner(
-        processor=MatcherProcessor(resources, metrics), bus=resources.bus, metrics=metrics, health=Health(),
-        batch_max=max(32, s.batch_max), batch_wait_s=s.batch_wait_ms / 1000,
-    )
+    return StageRunner.for_stage(MatcherProcessor(resources, metrics), resources, metrics)

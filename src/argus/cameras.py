@@ -34,10 +34,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from argus.errors import ConfigError
+from argus.ids import SLUG_RULE, is_slug
 
 __all__ = ["Camera", "CameraRegistry", "Location", "UnknownCameraError", "is_live_url", "redact_url"]
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DEVICE_RE = re.compile(r"^device:(\d+)$")
 _NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _SECRET_QUERY_KEYS = re.compile(r"(pass|pwd|token|secret|key|auth|user|sig)", re.IGNORECASE)
@@ -107,8 +107,8 @@ class Camera(BaseModel):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not _ID_RE.match(v):
-            raise ValueError(f"expected a slug matching [a-z0-9][a-z0-9_-]{{0,63}}, got {v!r}")
+        if not is_slug(v):
+            raise ValueError(f"expected {SLUG_RULE}, got {v!r}")
         return v
 
     @field_validator("fps")
@@ -271,10 +271,6 @@ class CameraRegistry:
             raise ValueError(f"shard: expected 0 <= index < {shards}, got {index}")
         ids = sorted(c.id for c in self.enabled())
         return [self._by_id[i] for i in ids[index::shards]]
-
-    @property
-    def ids(self) -> list[str]:
-        return list(self._by_id)
 
     def __iter__(self) -> Iterator[Camera]:
         return iter(self._by_id.values())

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from argus.errors import ArgusError, ConfigError, SchemaError
+from argus.topology import CONSUMING_STAGES, STAGES
 
 
 def _setup_logging(level: str) -> None:
@@ -61,8 +62,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     _setup_logging(settings.log_level)
-    res = Resources(settings)
-    svc = build_service(args.stage, res)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -71,17 +70,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    ops = None
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
-    if port:
-        ops = OpsServer(port=port, registry=res.registry, health=svc.health).start()  # type: ignore[attr-defined]
-    try:
-        svc.run(stop, idle_exit_s=args.exit_when_idle)
-    finally:
-        svc.close()
-        res.close()
-        if ops:
-            ops.stop()
+    with Resources(settings) as res:
+        svc = build_service(args.stage, res)
+        ops = OpsServer(port=port, registry=res.registry, health=svc.health).start() if port else None
+        try:
+            svc.run(stop, idle_exit_s=args.exit_when_idle)
+        finally:
+            svc.close()
+            if ops:
+                ops.stop()
     return 0
 
 
@@ -89,8 +87,11 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     from argus.config import load_settings
     from argus.runtime.resources import Resources
 
-    res = Resources(load_settings())
-    try:
+    settings = load_settings()
+    if settings.gallery.value == "memory":
+        raise ConfigError("argus gallery edits the persisted FAISS gallery (ARGUS_GALLERY=faiss); an in-memory "
+                          "gallery lives only inside the process that built it")
+    with Resources(settings) as res:
         g = res.gallery
         if args.gallery_cmd == "enroll":
             from argus.enroll import enroll_person
@@ -120,8 +121,6 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
             for entry in read_audit(res.settings.gallery_dir):
                 print(json.dumps(entry.to_dict() if hasattr(entry, "to_dict") else entry.__dict__, default=str))
-    finally:
-        res.close()
     return 0
 
 
@@ -140,8 +139,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     from argus.config import load_settings
     from argus.runtime.resources import Resources
 
-    res = Resources(load_settings())
-    try:
+    with Resources(load_settings()) as res:
         if args.kind == "alerts":
             rows: list[Any] = res.store.query_alerts(camera_id=args.camera, person_id=args.person, status=args.status,
                                                      since=args.since, until=args.until, limit=args.limit)
@@ -150,8 +148,6 @@ def cmd_events(args: argparse.Namespace) -> int:
                                           until=args.until, emotion=args.emotion, limit=args.limit)
         for r in rows:
             print(json.dumps(_doc(r), default=str))
-    finally:
-        res.close()
     return 0
 
 
@@ -159,12 +155,9 @@ def cmd_ack(args: argparse.Namespace) -> int:
     from argus.config import load_settings
     from argus.runtime.resources import Resources
 
-    res = Resources(load_settings())
-    try:
+    with Resources(load_settings()) as res:
         res.store.set_alert_status(args.alert_id, args.status, actor=args.actor, note=args.note)
         print(json.dumps({"alert_id": args.alert_id, "status": args.status}))
-    finally:
-        res.close()
     return 0
 
 
@@ -182,8 +175,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     if settings.bus.value == "memory":
         raise ConfigError("dead letters are kept on Kafka (ARGUS_BUS=kafka); the in-memory bus lives only inside "
                           "`argus demo`, whose summary counts them")
-    res = Resources(settings)
-    try:
+    with Resources(settings) as res:
         bus = res.bus
         bus.ensure_topics([TOPIC_DEADLETTER])
         consumer = bus.consumer([TOPIC_DEADLETTER], group=f"argus-dead-letters-{uuid.uuid4().hex[:8]}")
@@ -214,8 +206,6 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
                 print(json.dumps({"replayed": replayed}))
         finally:
             consumer.close()
-    finally:
-        res.close()
     return 0
 
 
@@ -223,8 +213,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from argus.config import load_settings
     from argus.runtime.resources import Resources
 
-    res = Resources(load_settings())
-    try:
+    with Resources(load_settings()) as res:
         from argus import evaluation
 
         if args.what == "faces":
@@ -235,8 +224,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             out = evaluation.eval_emotion(res.backend, Path(args.data))
         summary = {k: v for k, v in out.items() if k not in {"embeddings", "labels", "sources"}}
         print(json.dumps(summary, default=float))
-    finally:
-        res.close()
     return 0
 
 
@@ -282,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_demo)
 
     r = sub.add_parser("run", help="run one stage (the container entry point)")
-    r.add_argument("stage", choices=["ingest", "inference", "matcher", "alerter"])
+    r.add_argument("stage", choices=STAGES)
     r.add_argument("--metrics-port", type=int, default=None)
     r.add_argument("--exit-when-idle", type=float, default=None, metavar="S",
                    help="exit after S seconds without input (batch jobs, tests)")
@@ -326,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(fn=cmd_ack)
 
     dl = sub.add_parser("dead-letters", help="list the messages a stage could not process (and why); replay them")
-    dl.add_argument("--stage", choices=["inference", "matcher", "alerter"])
+    dl.add_argument("--stage", choices=CONSUMING_STAGES)
     dl.add_argument("--camera")
     dl.add_argument("--limit", type=int, default=100)
     dl.add_argument("--wait", type=float, default=5.0, help="seconds to wait for more before stopping")

@@ -11,6 +11,7 @@ the pipeline has drained: every source has ended and every consumer group has co
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -28,14 +29,9 @@ from typing import IO, Any
 
 from argus.config import Settings, load_settings
 from argus.errors import ArgusError, ConfigError
-from argus.runtime.service import STAGES
-from argus.schemas import TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES
+from argus.topology import ALL_TOPICS, INPUT_TOPICS, STAGES, consumer_group
 
 log = logging.getLogger(__name__)
-
-#: Each consuming stage's input topic; its consumer group is ``argus-<stage>`` (see argus.runtime.runner).
-INPUT_TOPICS: dict[str, str] = {"inference": TOPIC_FRAMES, "matcher": TOPIC_FACES, "alerter": TOPIC_MATCHES}
-ALL_TOPICS = (TOPIC_FRAMES, TOPIC_FACES, TOPIC_MATCHES, TOPIC_ALERTS, TOPIC_DEADLETTER)
 
 
 class ClusterError(ArgusError):
@@ -94,7 +90,7 @@ class StageProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "argus.cli", "run", self.stage, "--metrics-port", str(self.metrics_port)],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_TERMINATE_WITH_PARENT,
+            start_new_session=True, preexec_fn=_terminate_with_parent(),
         )
         self.starts += 1
 
@@ -160,7 +156,8 @@ class StageProcess:
         return self.proc.returncode
 
 
-def _terminate_with_parent_fn() -> Any:
+@functools.cache
+def _terminate_with_parent() -> Any:
     """Linux: a preexec hook that makes the kernel SIGTERM the stage when the process that started it dies (a
     killed test run or demo), so no stage is left running unattended. libc is loaded here, in the parent: the hook
     runs between fork and exec, where importing or allocating could deadlock on a lock another thread held."""
@@ -176,8 +173,6 @@ def _terminate_with_parent_fn() -> Any:
 
     return hook
 
-
-_TERMINATE_WITH_PARENT = _terminate_with_parent_fn()
 
 
 class LocalCluster:
@@ -219,7 +214,7 @@ class LocalCluster:
 
         bus = KafkaBus(bootstrap=self.servers.kafka, partitions=self.settings.kafka_partitions)
         try:
-            bus.delete(topics=ALL_TOPICS, groups=[f"argus-{s}" for s in INPUT_TOPICS])
+            bus.delete(topics=ALL_TOPICS, groups=[consumer_group(s) for s in INPUT_TOPICS])
             bus.ensure_topics(ALL_TOPICS)  # recreated and led before any stage subscribes
         finally:
             bus.close()
@@ -284,7 +279,7 @@ class LocalCluster:
 
         bus = KafkaBus(bootstrap=self.servers.kafka)
         try:
-            return {s: bus.pending(f"argus-{s}", [t]) for s, t in INPUT_TOPICS.items()}
+            return {s: bus.pending(consumer_group(s), [t]) for s, t in INPUT_TOPICS.items()}
         finally:
             bus.close()
 

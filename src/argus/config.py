@@ -7,6 +7,7 @@ and what was given. Secrets are ``SecretStr``: they never appear in logs, reprs 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,8 +31,13 @@ class BackendKind(str, Enum):
 
 
 class StoreKind(str, Enum):
-    embedded = "embedded"
+    sqlite = "sqlite"
     mongodb = "mongodb"
+
+
+class GalleryKind(str, Enum):
+    faiss = "faiss"
+    memory = "memory"
 
 
 class DetectorKind(str, Enum):
@@ -56,10 +62,13 @@ class Settings(BaseSettings):
     backend: BackendKind = Field(default=BackendKind.onnxruntime, description="Inference: in-process ORT or Triton.")
     triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
     triton_timeout_s: float = Field(default=10.0, gt=0, description="Per-request Triton deadline.")
-    store: StoreKind = Field(default=StoreKind.embedded, description="Event store: embedded (SQLite) or mongodb.")
+    store: StoreKind = Field(default=StoreKind.sqlite, description="Event store: sqlite (embedded file) or mongodb.")
     mongo_uri: SecretStr = Field(default=SecretStr("mongodb://127.0.0.1:27017"), description="MongoDB URI (secret).")
     mongo_database: str = Field(default="argus", description="MongoDB database name.")
     retention_days: int = Field(default=90, ge=1, description="Event/alert retention (MongoDB TTL index).")
+    gallery: GalleryKind = Field(
+        default=GalleryKind.faiss, description="Watch-list gallery: faiss (persisted) or memory (numpy, one process)."
+    )
     gallery_path: Path | None = Field(default=None, description="FAISS gallery directory (default data_dir/gallery).")
     gallery_index: str = Field(
         default="flat", pattern="^(flat|hnsw|ivf)$", description="flat (exact), hnsw or ivf (approximate)."
@@ -72,8 +81,16 @@ class Settings(BaseSettings):
     detector: DetectorKind = Field(default=DetectorKind.mtcnn, description="Face detector model family.")
     min_face_size: int = Field(default=40, ge=12, le=1000, description="Smallest face searched for, pixels.")
     det_threshold: float = Field(default=0.95, gt=0, lt=1, description="Final detector score to keep a face.")
-    batch_max: int = Field(default=8, ge=1, le=256, description="Frames per inference micro-batch.")
-    batch_wait_ms: int = Field(default=20, ge=0, le=5000, description="Max wait to fill a micro-batch.")
+    inference_batch_max: int = Field(
+        default=8, ge=1, le=256, description="Frames per inference micro-batch (Triton's dynamic batcher joins them)."
+    )
+    matcher_batch_max: int = Field(
+        default=32, ge=1, le=4096, description="Face messages per matcher micro-batch (one FAISS search each)."
+    )
+    alerter_batch_max: int = Field(
+        default=64, ge=1, le=4096, description="Match messages per alerter micro-batch (one store write each)."
+    )
+    batch_wait_ms: int = Field(default=20, ge=0, le=5000, description="Max wait to fill a micro-batch (every stage).")
     ort_threads: int = Field(default=0, ge=0, le=256, description="ONNX Runtime intra-op threads (0 = all cores).")
 
     # matching and alerting
@@ -163,6 +180,14 @@ class Settings(BaseSettings):
                               f"(a StatefulSet pod), got host name {host!r}")
         return int(m.group(1))
 
+    def batch_max_for(self, stage: str) -> int:
+        """The micro-batch cap of a consuming stage (``ARGUS_<STAGE>_BATCH_MAX``)."""
+        caps = {"inference": self.inference_batch_max, "matcher": self.matcher_batch_max,
+                "alerter": self.alerter_batch_max}
+        if stage not in caps:
+            raise ConfigError(f"batch size: expected a consuming stage ({', '.join(caps)}), got {stage!r}")
+        return caps[stage]
+
     @property
     def gallery_dir(self) -> Path:
         return self.gallery_path or self.data_dir / "gallery"
@@ -182,14 +207,44 @@ class Settings(BaseSettings):
         return out
 
 
+#: ``ARGUS_*`` variables that are not settings: the dev tooling's own (argus.devservers).
+TOOL_VARIABLES = frozenset({"ARGUS_REPO", "ARGUS_DEV_HOME", "ARGUS_DEV_STATE"})
+#: Settings that were renamed, so an old manifest fails with the new name instead of being silently ignored.
+RENAMED = {"ARGUS_BATCH_MAX": "ARGUS_INFERENCE_BATCH_MAX"}
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``ARGUS_*`` variable that no setting reads: a typo (``ARGUS_COOLDOWNS=30``) would otherwise
+    leave the default in force without anybody being told."""
+    import difflib
+
+    known = {f"ARGUS_{name.upper()}" for name in Settings.model_fields}
+    lines = []
+    for var in sorted(v for v in environ if v.upper().startswith("ARGUS_")):
+        name = var.upper()
+        if name in known or name in TOOL_VARIABLES:
+            continue
+        if name in RENAMED:
+            lines.append(f"{var}: renamed to {RENAMED[name]}")
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else " (argus config --list shows them all)"
+        lines.append(f"{var}: expected a known ARGUS_* setting, got an unknown name{hint}")
+    return lines
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build Settings from the environment plus ``overrides``; turn pydantic's errors into one ConfigError."""
+    """Build Settings from the environment plus ``overrides``; turn pydantic's errors into one ConfigError.
+    Unknown ``ARGUS_*`` names in the environment are refused too, every problem listed at once."""
+    import os
+
+    lines = unknown_variables(os.environ)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except SettingsError as e:  # raised for unparsable JSON values before validation runs
-        raise ConfigError(f"invalid configuration: {e} (JSON expected for this variable)") from e
+        lines.append(f"{e} (JSON expected for this variable)")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from e
     except ValidationError as e:
-        lines = []
         for err in e.errors():
             field = ".".join(str(p) for p in err["loc"]) or "settings"
             var = f"ARGUS_{field.upper()}" if err["loc"] else "settings"
@@ -197,3 +252,6 @@ def load_settings(**overrides: Any) -> Settings:
             shown = "" if "secret" in field or "uri" in field or "url" in field else f" (got {given!r})"
             lines.append(f"{var}: {err['msg']}{shown}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from e
+    if lines:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return settings

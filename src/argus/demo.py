@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +21,12 @@ from prometheus_client import CollectorRegistry
 from argus.config import REPO_ROOT, Settings, load_settings
 from argus.enroll import enroll_person
 from argus.gallery.base import Person
+from argus.metrics import metric_total
+from argus.runtime.inprocess import InProcessPipeline
 from argus.runtime.resources import Resources
-from argus.runtime.service import STAGES, Service, build_service
 from argus.store.base import EventStore
 
 if TYPE_CHECKING:
-    from argus.bus.base import Bus
     from argus.cluster import Servers
 
 log = logging.getLogger(__name__)
@@ -65,11 +64,6 @@ class DemoResult:
                 "seconds": round(self.seconds, 2), **self.extra}
 
 
-def metric_total(registry: CollectorRegistry, name: str) -> float:
-    """Sum of every sample of ``name`` (all label values) in an in-process registry."""
-    return sum(s.value for fam in registry.collect() for s in fam.samples if s.name == name)
-
-
 def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = True) -> DemoResult:
     t0 = time.monotonic()
     if fresh and data_dir.exists():
@@ -77,26 +71,11 @@ def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = 
     data_dir.mkdir(parents=True, exist_ok=True)
     s = settings or load_settings(data_dir=data_dir, cameras_file=DEMO_CAMERAS, ingest_queue=10_000,
                                   ingest_files_realtime=False, metrics_port=0, sinks=["log", "kafka"])
-    res = Resources(s, registry=CollectorRegistry())
-    try:
+    with Resources(s, registry=CollectorRegistry()) as res:
         enroll_demo_watchlist(res)
-        services: dict[str, Service] = {name: build_service(name, res) for name in STAGES}
-        stop = threading.Event()
-        # ingest returns once every clip has ended (idle_exit_s=0); the other stages run until stopped
-        threads = {
-            name: threading.Thread(target=svc.run, args=(stop,), name=f"stage-{name}", daemon=True,
-                                   kwargs={"idle_exit_s": 0.0} if name == "ingest" else {})
-            for name, svc in services.items()
-        }
-        for t in threads.values():
-            t.start()
-        threads["ingest"].join()
-        wait_drained(res.bus)
-        stop.set()
-        for t in threads.values():
-            t.join(timeout=30)
-        for svc in services.values():
-            svc.close()
+        with InProcessPipeline(res) as pipeline:  # ingest returns once every clip has ended
+            pipeline.wait_ingest()
+            pipeline.wait_drained()
         result = DemoResult(
             frames=int(metric_total(res.registry, "argus_ingest_frames_published_total")),
             faces=int(metric_total(res.registry, "argus_inference_faces_total")),
@@ -107,8 +86,6 @@ def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = 
                         "events": res.store.count_events(), "dead_letters": _dead_letters(res)}
         result.seconds = time.monotonic() - t0
         return result
-    finally:
-        res.close()
 
 
 def enroll_demo_watchlist(res: Resources) -> None:
@@ -147,8 +124,7 @@ def run_distributed_demo(*, servers: Servers, data_dir: Path, cameras_file: Path
     t0 = time.monotonic()
     cluster = LocalCluster(servers=servers, data_dir=data_dir, cameras_file=cameras_file)
     cluster.reset()
-    res = Resources(cluster.settings, registry=CollectorRegistry())
-    try:
+    with Resources(cluster.settings, registry=CollectorRegistry()) as res:
         enroll_demo_watchlist(res)
         with cluster.running():
             cluster.wait_drained(timeout_s=timeout_s)
@@ -162,25 +138,6 @@ def run_distributed_demo(*, servers: Servers, data_dir: Path, cameras_file: Path
                         "logs": str(cluster.data_dir / "logs")}
         result.seconds = time.monotonic() - t0
         return result
-    finally:
-        res.close()
-
-
-def wait_drained(bus: Bus, *, timeout_s: float = 300.0, settle_s: float = 0.2, poll_s: float = 0.1) -> None:
-    """Wait until every consuming stage has committed everything published to its input topic."""
-    from argus.cluster import INPUT_TOPICS
-
-    def drained() -> bool:
-        return all(bus.pending(f"argus-{s}", [t]) == 0 for s, t in INPUT_TOPICS.items())
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if drained():
-            time.sleep(settle_s)  # a stage may be publishing its last outputs: confirm it stayed drained
-            if drained():
-                return
-        time.sleep(poll_s)
-    raise TimeoutError(f"stages did not drain within {timeout_s:.0f}s")
 
 
 def _dead_letters(res: Resources) -> int:

@@ -31,6 +31,9 @@ def as_bgr(img: np.ndarray, *, where: str = "image") -> np.ndarray:
     return img
 
 
+JPEG_SOI = b"\xff\xd8"  # every JPEG starts with the start-of-image marker
+
+
 def encode_jpeg(img: np.ndarray, *, quality: int = 85, where: str = "image") -> bytes:
     ok, buf = cv2.imencode(".jpg", as_bgr(img, where=where), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
@@ -39,7 +42,15 @@ def encode_jpeg(img: np.ndarray, *, quality: int = 85, where: str = "image") -> 
 
 
 def decode_jpeg(data: bytes, *, where: str = "frame") -> np.ndarray:
-    """Decode JPEG (or any format OpenCV reads) to BGR; a corrupt or truncated payload is an InputError."""
+    """Decode a frame off the bus: the wire schema says JPEG, so anything else (a PNG, a raw buffer) is refused
+    by its first bytes rather than decoded by luck; corrupt or truncated JPEG is an InputError too."""
+    if data[:2] != JPEG_SOI:
+        raise InputError(f"{where}: expected JPEG (starting {JPEG_SOI!r}), got {len(data)} bytes starting {data[:4]!r}")
+    return decode_image(data, where=where)
+
+
+def decode_image(data: bytes, *, where: str = "image") -> np.ndarray:
+    """Decode any format OpenCV reads (JPEG, PNG, …) to BGR; a corrupt or truncated payload is an InputError."""
     if not data:
         raise InputError(f"{where}: empty image payload")
     arr = np.frombuffer(data, dtype=np.uint8)
@@ -60,4 +71,4 @@ def read_image(path: str, *, where: str | None = None) -> np.ndarray:
             data = f.read()
     except OSError as e:
         raise InputError(f"{label}: cannot read file: {e.strerror}") from e
-    return decode_jpeg(data, where=label)
+    return decode_image(data, where=label)

@@ -48,3 +48,9 @@ class StageMetrics:
     def histogram(self, name: str, doc: str, labels: tuple[str, ...] = (),
                   buckets: tuple[float, ...] = LATENCY_BUCKETS) -> Histogram:
         return Histogram(f"argus_{self.stage}_{name}", doc, list(labels), buckets=buckets, registry=self.registry)
+
+
+def metric_total(registry: CollectorRegistry, name: str) -> float:
+    """Sum of every sample of ``name`` (all label values) in an in-process registry: the demo's and the
+    benchmarks' summaries read the same counters Prometheus scrapes, not numbers of their own."""
+    return sum(s.value for fam in registry.collect() for s in fam.samples if s.name == name)

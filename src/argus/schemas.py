@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from argus.errors import SchemaError
+from argus.ids import SLUG_PATTERN
 
 TOPIC_FRAMES = "argus.frames.v1"
 TOPIC_FACES = "argus.faces.v1"
@@ -23,7 +24,7 @@ TOPIC_MATCHES = "argus.matches.v1"
 TOPIC_ALERTS = "argus.alerts.v1"
 TOPIC_DEADLETTER = "argus.deadletter.v1"
 
-CameraId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+CameraId = Annotated[str, Field(pattern=SLUG_PATTERN)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 

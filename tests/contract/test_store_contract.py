@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from argus.errors import StoreError
+from argus.ids import event_id
 from argus.schemas import AlertV1, CandidateV1, FaceMatchV1, LocationV1, MatchesV1, Quality
 from argus.store.base import (
     AlertNotFoundError,
@@ -24,7 +25,6 @@ from argus.store.base import (
     EventStore,
     PersonRecord,
     SightingEvent,
-    event_id_for,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def _matches(camera_id: str, seq: int, ts: float, person_id: str, emotion: str =
             CandidateV1(person_id="p-other", display_name="Other", watchlist="vip", score=0.52),
         )
         fms.append(FaceMatchV1(
-            face_index=i, event_id=event_id_for(camera_id, seq, i), box=(10.0 + i, 20.0, 90.0, 120.5),
+            face_index=i, event_id=event_id(camera_id, seq, i), box=(10.0 + i, 20.0, 90.0, 120.5),
             det_score=0.98, quality=Quality(size=80.0, blur=140.5), emotion=_probs(emotion), emotion_label=emotion,
             crop_jpeg=CROPS.get(emotion, CROPS["happy"]), person_id=person_id, display_name=person_id.title(),
             watchlist="vip", score=0.81, threshold=0.6, margin=0.29, candidates=cands,
@@ -240,6 +240,18 @@ def test_last_alert_is_the_latest_capture_for_that_person_on_that_camera(alerts:
     other = alerts.last_alert("p-alice", "gate-2")
     assert other is not None and other.seq == 2
     assert alerts.last_alert("p-bob", "gate-2") is None
+
+
+@pytest.mark.parametrize(("at_or_before", "expected_seq"), [
+    (T0 + 30, 4),  # inclusive bound: the alert captured exactly then
+    (T0 + 29.9, 1),  # the earlier one
+    (T0, 1),
+    (T0 - 0.1, None),  # nothing captured before
+])
+def test_last_alert_at_or_before_judges_by_what_came_before(alerts: EventStore, at_or_before: float,
+                                                            expected_seq: int | None):
+    last = alerts.last_alert("p-alice", "gate-1", at_or_before=at_or_before)
+    assert (last.seq if last is not None else None) == expected_seq
 
 
 def test_a_status_change_survives_a_replay_of_the_same_alert(store: EventStore):

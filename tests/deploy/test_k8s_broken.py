@@ -128,8 +128,8 @@ def _cameras(objs: Objs) -> str:
 
 
 @pytest.mark.parametrize(("which", "mutation", "expected"), [
-    ("config", _set_cm("ARGUS_BATCH_MAXX", "8"), "ARGUS_BATCH_MAXX: expected a setting"),
-    ("config", _set_cm("ARGUS_BATCH_MAX", "0"), "ARGUS_BATCH_MAX"),
+    ("config", _set_cm("ARGUS_INFERENCE_BATCH_MAXX", "8"), "ARGUS_INFERENCE_BATCH_MAXX: expected a setting"),
+    ("config", _set_cm("ARGUS_INFERENCE_BATCH_MAX", "0"), "ARGUS_INFERENCE_BATCH_MAX"),
     ("config", _set_cm("ARGUS_SINKS", "log,pager"), "ARGUS_SINKS"),
     ("cameras", _set_cm("cameras.toml", '[[camera]]\nid = "A b"\nname = "x"\nurl = "rtsp://h/s"\nfps = 0\n'
                         '[camera.location]\nlat = 1.0\nlon = 2.0\naddress = "a"\nzone = "z"\n'), "fps"),

@@ -27,7 +27,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Completed
 def test_demo_exits_zero_and_ends_with_a_json_summary(demo):
     proc, out = demo
     assert {"frames", "faces", "matches", "alerts"} <= set(out)
-    assert out["bus"] == "memory" and out["backend"] == "onnxruntime" and out["store"] == "embedded"
+    assert out["bus"] == "memory" and out["backend"] == "onnxruntime" and out["store"] == "sqlite"
     assert "ALERT pyfeat-man seen at North gate" in proc.stdout
 
 

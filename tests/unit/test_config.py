@@ -8,17 +8,50 @@ def test_defaults_are_the_embedded_laptop_mode(monkeypatch: pytest.MonkeyPatch):
     for var in ("ARGUS_BUS", "ARGUS_BACKEND", "ARGUS_STORE"):
         monkeypatch.delenv(var, raising=False)
     s = load_settings()
-    assert s.bus is BusKind.memory and s.backend.value == "onnxruntime" and s.store.value == "embedded"
+    assert s.bus is BusKind.memory and s.backend.value == "onnxruntime" and s.store.value == "sqlite"
 
 
 def test_bad_values_are_reported_one_line_each_naming_the_variable(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("ARGUS_BATCH_MAX", "lots")
+    monkeypatch.setenv("ARGUS_INFERENCE_BATCH_MAX", "lots")
     monkeypatch.setenv("ARGUS_BUS", "rabbitmq")
+    monkeypatch.setenv("ARGUS_COOLDOWNS", "30")
     with pytest.raises(ConfigError) as e:
         load_settings()
     msg = str(e.value)
-    assert "ARGUS_BATCH_MAX" in msg and "'lots'" in msg
+    assert "ARGUS_INFERENCE_BATCH_MAX" in msg and "'lots'" in msg
     assert "ARGUS_BUS" in msg and "'rabbitmq'" in msg
+    assert "ARGUS_COOLDOWNS" in msg  # an unknown name is listed with the bad values, not on a second run
+
+
+@pytest.mark.parametrize(("var", "expected"), [
+    ("ARGUS_COOLDOWNS", "did you mean ARGUS_COOLDOWN_S?"),  # a typo is named, with the setting it resembles
+    ("ARGUS_BATCH_MAX", "renamed to ARGUS_INFERENCE_BATCH_MAX"),  # a renamed setting says its new name
+    ("ARGUS_FROBNICATE", "argus config --list"),  # nothing close: where to look
+])
+def test_an_unknown_argus_variable_is_refused_not_ignored(monkeypatch: pytest.MonkeyPatch, var: str, expected: str):
+    monkeypatch.setenv(var, "30")
+    with pytest.raises(ConfigError, match=var) as e:
+        load_settings()
+    assert expected in str(e.value)
+
+
+def test_the_dev_tooling_variables_are_not_settings_but_are_allowed(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ARGUS_DEV_HOME", "/tmp/argus-dev")
+    assert load_settings().cooldown_s == 60.0
+
+
+@pytest.mark.parametrize(("stage", "setting", "default"), [
+    ("inference", "ARGUS_INFERENCE_BATCH_MAX", 8),
+    ("matcher", "ARGUS_MATCHER_BATCH_MAX", 32),
+    ("alerter", "ARGUS_ALERTER_BATCH_MAX", 64),
+])
+def test_each_consuming_stage_has_its_own_batch_size(monkeypatch: pytest.MonkeyPatch, stage: str, setting: str,
+                                                     default: int):
+    assert load_settings().batch_max_for(stage) == default
+    monkeypatch.setenv(setting, "3")
+    assert load_settings().batch_max_for(stage) == 3
+    with pytest.raises(ConfigError, match="consuming stage"):
+        load_settings().batch_max_for("ingest")
 
 
 def test_threshold_out_of_range_is_rejected(monkeypatch: pytest.MonkeyPatch):

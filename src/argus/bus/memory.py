@@ -23,7 +23,6 @@ class MemoryBus:
         self._logs: dict[str, list[list[Record]]] = {}
         self._committed: dict[tuple[str, str, int], int] = {}  # (group, topic, partition) -> next offset
         self._members: dict[str, list[MemoryConsumer]] = {}
-        self._group_topics: dict[str, set[str]] = {}
         self._cond = threading.Condition()
 
     def ensure_topics(self, topics: Sequence[str]) -> None:
@@ -48,7 +47,6 @@ class MemoryBus:
         c = MemoryConsumer(self, list(topics), group)
         with self._cond:
             self._members.setdefault(group, []).append(c)
-            self._group_topics.setdefault(group, set()).update(topics)
         return c
 
     def close(self) -> None:
@@ -61,10 +59,9 @@ class MemoryBus:
         i, n = members.index(c), len(members)
         return [(t, p) for t in c.topics for p in range(self._partitions) if p % n == i]
 
-    def pending(self, group: str, topics: Sequence[str] | None = None) -> int:
-        """Messages published to ``topics`` (default: the group's subscriptions) and not yet committed by it."""
+    def pending(self, group: str, topics: Sequence[str]) -> int:
+        """Messages published to ``topics`` and not yet committed by ``group``."""
         with self._cond:
-            topics = list(topics) if topics is not None else list(self._group_topics.get(group, set()))
             return sum(
                 len(log) - self._committed.get((group, t, p), 0)
                 for t in topics for p, log in enumerate(self._logs.get(t, []))

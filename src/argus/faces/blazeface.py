@@ -91,7 +91,7 @@ def letterbox(frame_bgr: np.ndarray) -> tuple[np.ndarray, float, float, float, f
     return tile, nw / w, nh / h, float(ox), float(oy)
 
 
-def decode(
+def decode_anchors(
     regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Raw outputs of one image (M anchors) -> boxes (M, 4) x1 y1 x2 y2 and keypoints (M, 6, 2) in tile pixels, scores.
@@ -251,7 +251,7 @@ class BlazeFaceDetector:
         sel = np.flatnonzero(logit.reshape(-1) >= self._logit_threshold)
         if sel.size == 0:
             return Detections.empty()
-        boxes, kps, scores = decode(reg[sel], logit[sel], _ANCHORS[sel])
+        boxes, kps, scores = decode_anchors(reg[sel], logit[sel], _ANCHORS[sel])
         if self.nms == "weighted":
             boxes, kps, scores = weighted_nms(boxes, kps, scores, self.iou_threshold)
         else:

@@ -15,6 +15,13 @@ from argus.errors import InputError
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
+def emotion_label(probs: np.ndarray | tuple[float, ...]) -> str:
+    """The most probable emotion's name (probabilities in :data:`EMOTIONS` order)."""
+    p = np.asarray(probs, np.float32)
+    check_array("emotion", p, (len(EMOTIONS),))
+    return EMOTIONS[int(np.argmax(p))]
+
+
 def check_array(name: str, value: np.ndarray, shape: tuple[int | None, ...], dtype: type | None = None) -> None:
     """Raise InputError unless ``value`` has ``shape`` (None = any size on that axis) and ``dtype``."""
     if not isinstance(value, np.ndarray):
@@ -77,10 +84,6 @@ class Face:
         norm = float(np.linalg.norm(self.embedding))
         if not 0.99 < norm < 1.01:
             raise InputError(f"embedding: expected unit L2 norm, got {norm:.4f}")
-
-    @property
-    def emotion_label(self) -> str:
-        return EMOTIONS[int(np.argmax(self.emotion))]
 
 
 @dataclass(frozen=True)

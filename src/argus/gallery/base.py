@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -24,19 +23,16 @@ import numpy as np
 
 from argus.errors import InputError
 from argus.gallery.audit import AuditEntry
+from argus.ids import SLUG_RULE, is_slug
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 #: Embeddings come out of an L2-normalising embedder; the same tolerance as :class:`argus.faces.types.Face`.
 NORM_TOLERANCE = 0.01
 MAX_DISPLAY_NAME = 200
 
 
 def _check_slug(name: str, value: object) -> None:
-    if not isinstance(value, str) or not SLUG_RE.match(value):
-        raise InputError(
-            f"{name}: expected a slug (lowercase letters, digits, '-' or '_', 1-64 chars, starting with a "
-            f"letter or digit), got {value!r}"
-        )
+    if not is_slug(value):
+        raise InputError(f"{name}: expected {SLUG_RULE}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -96,7 +92,7 @@ class Person:
             raise InputError(f"person record: expected key {e.args[0]!r}, got keys {sorted(data)}") from e
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Candidate:
     """A gallery person a probe resembles; ``score`` is the cosine similarity of the person's best embedding."""
 
@@ -309,7 +305,8 @@ class Snapshot:
         out: list[Candidate] = []
         for j in first[:k]:
             p = self.persons[int(person_idx[j])]
-            out.append(Candidate(p.person_id, p.display_name, p.watchlist, float(scores[j])))
+            out.append(Candidate(person_id=p.person_id, display_name=p.display_name, watchlist=p.watchlist,
+                                 score=float(scores[j])))
         return out
 
 

@@ -100,7 +100,14 @@ class FaissGallery(SnapshotGallery):
     GPU implementation (HNSW has none); False forces CPU.
     """
 
-    def __init__(self, *, path: Path | str, dim: int, index: str = "flat", use_gpu: bool | None = None) -> None:
+    def __init__(self, *, path: Path | str, dim: int, index: str = "flat", use_gpu: bool | None = None,
+                 omp_threads: int = 0) -> None:
+        """``omp_threads`` > 0 sets FAISS's OpenMP thread count — for the whole process, as FAISS offers no other
+        scope; parallel searches thrash on shared nodes, so a service sets 1 (``ARGUS_FAISS_THREADS``)."""
+        if omp_threads:
+            import faiss
+
+            faiss.omp_set_num_threads(omp_threads)
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ConfigError(f"gallery dim: expected an integer >= 1, got {dim!r}")
         if index not in INDEX_KINDS:
@@ -390,7 +397,8 @@ class FaissGallery(SnapshotGallery):
                 for j, s in zip(pi.tolist(), sc.tolist(), strict=True):
                     if j >= 0:
                         p = snap.persons[j]
-                        hits.append(Candidate(p.person_id, p.display_name, p.watchlist, s))
+                        hits.append(Candidate(person_id=p.person_id, display_name=p.display_name,
+                                                watchlist=p.watchlist, score=s))
                 out.append(hits[:k])
             return out
         return [snap.candidates(pi, sc, k) for pi, sc in zip(person_idx, scores, strict=True)]

@@ -42,8 +42,8 @@ class MemoryGallery(SnapshotGallery):
         for qi in range(queries.shape[0]):
             idx = top[qi][np.argsort(-per_person[qi, top[qi]], kind="stable")]
             out.append([
-                Candidate(snap.persons[j].person_id, snap.persons[j].display_name, snap.persons[j].watchlist,
-                          float(per_person[qi, j]))
+                Candidate(person_id=snap.persons[j].person_id, display_name=snap.persons[j].display_name,
+                          watchlist=snap.persons[j].watchlist, score=float(per_person[qi, j]))
                 for j in idx
             ])
         return out

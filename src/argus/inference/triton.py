@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from argus.errors import BackendError
+from argus.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class TritonBackend:
         self.url = url
         self._timeout_s = timeout_s
         self._retries = retries
-        self._backoff_s = backoff_s
+        self._backoff = Backoff(initial_s=backoff_s, factor=2.0, max_s=max(backoff_s, 5.0), jitter=0.0)
         self._specs: dict[str, ModelSpec] = {}
         self._lock = threading.Lock()
         try:
@@ -207,7 +208,7 @@ class TritonBackend:
                 return fn()
             except self._exc_type as e:
                 if _is_transient(e) and attempt < self._retries:
-                    delay = self._backoff_s * (2**attempt)
+                    delay = self._backoff.delay(attempt)
                     attempt += 1
                     log.warning("Triton %s at %s: %s (%s); retry %d/%d in %.2f s", what, self.url, _status(e),
                                 _message(e), attempt, self._retries, delay)

@@ -29,8 +29,9 @@ from typing import Any, TypeVar
 from argus.errors import ConfigError, InputError, SourceError
 from argus.ingest.queue import DropOldestQueue
 from argus.ingest.sources import CapturedFrame, FrameSource
+from argus.retry import Backoff
 
-__all__ = ["Backoff", "CameraReader", "ReaderGroup", "ReaderState", "ReaderStats"]
+__all__ = ["CameraReader", "ReaderGroup", "ReaderState", "ReaderStats"]
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +68,6 @@ class ReaderStats:
     hung_threads: int  # abandoned workers still blocked inside the source
     last_backoff_s: float
     last_error: str | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Backoff:
-    """Capped exponential backoff with downward jitter: delay(n) ∈ [(1-jitter)·d, d], d = min(cap, initial·factorⁿ)."""
-
-    initial_s: float = 0.5
-    factor: float = 2.0
-    max_s: float = 30.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not (self.initial_s > 0 and self.max_s >= self.initial_s and self.factor >= 1 and 0 <= self.jitter < 1):
-            raise ConfigError(f"Backoff: expected 0 < initial_s <= max_s, factor >= 1, 0 <= jitter < 1, got {self}")
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        d = min(self.max_s, self.initial_s * self.factor ** min(attempt, 64))
-        return d * (1.0 - self.jitter * (rng or random).random())
 
 
 class _Hung(Exception):

@@ -33,7 +33,7 @@ import numpy as np
 
 from argus.cameras import Camera, is_live_url, redact_url
 from argus.errors import ConfigError, InputError, SourceError
-from argus.imaging import as_bgr, decode_jpeg
+from argus.imaging import as_bgr, decode_image
 
 __all__ = ["CapturedFrame", "FrameSource", "MemorySource", "OpenCVSource", "source_for_camera"]
 
@@ -400,7 +400,7 @@ class MemorySource:
         self._last_mono = time.monotonic()
         item = self._images[idx % len(self._images)]
         where = f"camera {self._camera_id!r} (memory) image {idx % len(self._images)}"
-        img = decode_jpeg(item, where=where) if isinstance(item, (bytes, bytearray)) else as_bgr(item, where=where)
+        img = decode_image(item, where=where) if isinstance(item, (bytes, bytearray)) else as_bgr(item, where=where)
         assert self._start is not None
         seq = self._seq
         self._seq += 1

@@ -2,37 +2,57 @@
 
 Server clients are imported lazily: the embedded demo never imports kafka-python, tritonclient or pymongo.
 In the one-process demo all four stages share one Resources (one in-memory bus, one ONNX Runtime, one gallery).
+Tests and benchmarks inject ready-made seams by name (``Resources(s, bus=MemoryBus(), sources=[...])``); a name
+that is not a seam is refused, so a typo can never silently build the real thing. ``with Resources(...) as res:``
+closes what was built.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Sequence
 from functools import cached_property
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from argus.config import BackendKind, BusKind, Settings, StoreKind
+from argus.config import BackendKind, BusKind, GalleryKind, Settings, StoreKind
+from argus.errors import ConfigError
 
 if TYPE_CHECKING:
     from argus.bus.base import Bus
-    from argus.cameras import CameraRegistry
+    from argus.cameras import Camera, CameraRegistry
     from argus.faces.pipeline import FacePipeline
     from argus.gallery.base import Gallery
     from argus.inference.backend import InferenceBackend
+    from argus.ingest.sources import FrameSource
     from argus.store.base import EventStore
 
 log = logging.getLogger(__name__)
 
+#: Seams that may be injected instead of built from Settings.
+SEAMS = ("bus", "backend", "pipeline", "gallery", "store", "cameras", "sources")
+#: Seams Resources closes (the ones holding connections, files or threads).
+_CLOSED = ("bus", "backend", "store")
+
 
 class Resources:
     def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None, **injected: Any) -> None:
+        unknown = sorted(set(injected) - set(SEAMS))
+        if unknown:
+            raise ConfigError(f"Resources: expected injected seams among {', '.join(SEAMS)}, got {', '.join(unknown)}")
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
-        self._lock = threading.RLock()
-        for name, value in injected.items():  # tests and the demo inject ready-made seams
+        for name, value in injected.items():  # a cached_property reads the instance dict first
             self.__dict__[name] = value
+
+    def __enter__(self) -> Resources:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     @cached_property
     def bus(self) -> Bus:
@@ -70,14 +90,15 @@ class Resources:
     @cached_property
     def gallery(self) -> Gallery:
         from argus.faces.embedder import EMBEDDING_DIM
-        from argus.gallery.faiss_gallery import FaissGallery
 
         s = self.settings
-        if s.faiss_threads:
-            import faiss
+        if s.gallery is GalleryKind.memory:
+            from argus.gallery.memory import MemoryGallery
 
-            faiss.omp_set_num_threads(s.faiss_threads)  # process-wide; parallel threads thrash on shared nodes
-        return FaissGallery(path=s.gallery_dir, dim=EMBEDDING_DIM, index=s.gallery_index)
+            return MemoryGallery(dim=EMBEDDING_DIM)
+        from argus.gallery.faiss_gallery import FaissGallery
+
+        return FaissGallery(path=s.gallery_dir, dim=EMBEDDING_DIM, index=s.gallery_index, omp_threads=s.faiss_threads)
 
     @cached_property
     def store(self) -> EventStore:
@@ -95,14 +116,26 @@ class Resources:
     @cached_property
     def cameras(self) -> CameraRegistry:
         from argus.cameras import CameraRegistry
-        from argus.errors import ConfigError
 
         if self.settings.cameras_file is None:
             raise ConfigError("ARGUS_CAMERAS_FILE is not set: the ingest and alerter stages need the camera registry")
         return CameraRegistry.load(self.settings.cameras_file)
 
+    @cached_property
+    def sources(self) -> Sequence[FrameSource] | None:
+        """Injected frame sources replace the cameras' own (tests, benchmarks); None: open each camera's URL."""
+        return None
+
+    def frame_sources(self, cameras: Sequence[Camera]) -> list[FrameSource]:
+        """What ingest reads: the injected sources, else one OpenCV source per registry camera."""
+        if self.sources is not None:
+            return list(self.sources)
+        from argus.ingest.sources import source_for_camera
+
+        return [source_for_camera(c, realtime=self.settings.ingest_files_realtime) for c in cameras]
+
     def close(self) -> None:
-        for name in ("bus", "backend", "store"):
+        for name in _CLOSED:
             obj = self.__dict__.get(name)
             if obj is not None:
                 try:

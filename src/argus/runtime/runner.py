@@ -16,16 +16,24 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from argus.bus.base import Bus, Consumer, Record
 from argus.errors import ArgusError, InputError, SchemaError
 from argus.metrics import StageMetrics
+from argus.retry import Backoff
 from argus.runtime.http import Health
 from argus.schemas import TOPIC_DEADLETTER, DeadLetterV1, _Message, decode, encode
+from argus.topology import consumer_group
+
+if TYPE_CHECKING:
+    from argus.runtime.resources import Resources
 
 log = logging.getLogger(__name__)
 In = TypeVar("In", bound=_Message)
+
+#: Whole-batch retries on transient failures: 0.2, 0.4, 0.8, 1.6, 3.2 s (about 6 s over the default 5 retries).
+RETRY_BACKOFF = Backoff(initial_s=0.2, factor=2.0, max_s=10.0, jitter=0.0)
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class StageRunner(Generic[In]):
         group: str | None = None,
         max_retries: int = 5,
         poll_timeout_s: float = 0.5,
+        backoff: Backoff = RETRY_BACKOFF,
     ) -> None:
         self.p = processor
         self.stage = processor.stage
@@ -84,11 +93,19 @@ class StageRunner(Generic[In]):
         self.health = health
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
-        self.group = group or f"argus-{processor.stage}"
+        self.group = group or consumer_group(processor.stage)
         self.max_retries = max_retries
+        self.backoff = backoff
         self.poll_timeout_s = poll_timeout_s
         bus.ensure_topics([processor.input_topic, *processor.output_topics, TOPIC_DEADLETTER])
         self.consumer: Consumer = bus.consumer([processor.input_topic], group=self.group)
+
+    @classmethod
+    def for_stage(cls, processor: Processor[In], resources: Resources, metrics: StageMetrics) -> StageRunner[In]:
+        """The runner every service uses: the shared bus, a fresh Health, the stage's batch settings."""
+        s = resources.settings
+        return cls(processor=processor, bus=resources.bus, metrics=metrics, health=Health(),
+                   batch_max=s.batch_max_for(processor.stage), batch_wait_s=s.batch_wait_ms / 1000)
 
     # ---- batching -------------------------------------------------------------------------------------------
     def _collect(self) -> list[Record]:
@@ -150,7 +167,7 @@ class StageRunner(Generic[In]):
                     log.error("%s: giving up on a batch of %d after %d retries: %s",
                               self.p.stage, len(items), self.max_retries, e)
                     return [Reject(it, kind, e) for it in items]
-                delay = min(10.0, 0.2 * 2 ** (attempt - 1))
+                delay = self.backoff.delay(attempt - 1)
                 log.warning("%s: transient failure (%s), retry %d/%d in %.1fs: %s",
                             self.p.stage, kind, attempt, self.max_retries, delay, e)
                 self.health.beat()

@@ -7,13 +7,16 @@ from importlib.metadata import entry_points
 from typing import Protocol
 
 from argus.errors import ConfigError
+from argus.runtime.http import Health
 from argus.runtime.resources import Resources
+from argus.topology import STAGES
 
-STAGES = ("ingest", "inference", "matcher", "alerter")
+__all__ = ["STAGES", "Service", "build_service"]
 
 
 class Service(Protocol):
     stage: str
+    health: Health  # what /healthz and /readyz report
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None: ...
 

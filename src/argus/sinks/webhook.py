@@ -23,6 +23,7 @@ from typing import Any
 
 from argus.cameras import redact_url
 from argus.errors import ConfigError, SinkError
+from argus.retry import Backoff
 from argus.schemas import AlertV1
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class WebhookSink:
         self.url_redacted = redact_url(url)
         self._timeout = timeout_s
         self._retries = retries
-        self._backoff = backoff_s
+        self._backoff = Backoff(initial_s=backoff_s, factor=2.0, max_s=max(backoff_s, 30.0), jitter=0.0)
         self._headers = {"Content-Type": "application/json", "User-Agent": "argus-alerter/1", **(headers or {})}
         # No proxies from the environment: alerts go straight to the configured endpoint.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -91,7 +92,7 @@ class WebhookSink:
             if not retry:
                 break
             if attempt < attempts:
-                delay = self._backoff * 2 ** (attempt - 1)
+                delay = self._backoff.delay(attempt - 1)
                 log.warning("webhook %s: alert %s attempt %d/%d failed (%s), retrying in %.2fs",
                             self.url_redacted, alert.alert_id, attempt, attempts, last, delay)
                 time.sleep(delay)

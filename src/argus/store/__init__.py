@@ -10,7 +10,6 @@ from argus.store.base import (
     EventStore,
     PersonRecord,
     SightingEvent,
-    event_id_for,
 )
 
 __all__ = [
@@ -21,5 +20,4 @@ __all__ = [
     "EventStore",
     "PersonRecord",
     "SightingEvent",
-    "event_id_for",
 ]

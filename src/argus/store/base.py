@@ -1,7 +1,7 @@
 """Event store contract: the sighting history, the alerts analysts triage, and the person/camera metadata.
 
-Every write is an idempotent upsert keyed by a deterministic id (``event_id`` = ``{camera_id}:{seq}:{face_index}``,
-``alert_id`` derived by the alerter), because the bus delivers at least once: a redelivered batch must rewrite the
+Every write is an idempotent upsert keyed by a deterministic id (``event_id`` and ``alert_id``, the rules
+in :mod:`argus.ids`), because the bus delivers at least once: a redelivered batch must rewrite the
 same rows, never add new ones. Two details make replays harmless beyond "same key":
 
 * re-upserting an alert keeps its triage state (status, acked_by, acked_at, note) — an analyst's "dismissed" must
@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args
 
 from argus.errors import StoreError
+from argus.ids import event_id
 from argus.schemas import AlertV1, FaceMatchV1, LocationV1, MatchesV1
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ __all__ = [
     "PersonRecord",
     "SightingEvent",
     "check_status",
-    "event_id_for",
 ]
 
 AlertStatus = Literal["new", "acknowledged", "dismissed"]
@@ -45,11 +45,6 @@ ALERT_STATUSES: tuple[str, ...] = get_args(AlertStatus)
 
 class AlertNotFoundError(StoreError):
     """``set_alert_status`` named an alert the store does not hold (typo, or already expired by retention)."""
-
-
-def event_id_for(camera_id: str, seq: int, face_index: int) -> str:
-    """Deterministic, so the same face in a replayed frame maps onto the same stored event."""
-    return f"{camera_id}:{seq}:{face_index}"
 
 
 def check_status(status: str) -> AlertStatus:
@@ -89,7 +84,7 @@ class SightingEvent:
         cls, matches: MatchesV1, match: FaceMatchV1, *, store_crop: bool = True, alert_id: str | None = None
     ) -> SightingEvent:
         return cls(
-            event_id=match.event_id or event_id_for(matches.camera_id, matches.seq, match.face_index),
+            event_id=match.event_id or event_id(matches.camera_id, matches.seq, match.face_index),
             camera_id=matches.camera_id,
             seq=matches.seq,
             face_index=match.face_index,
@@ -114,9 +109,6 @@ class SightingEvent:
 
     def with_alert(self, alert_id: str) -> SightingEvent:
         return replace(self, alert_id=alert_id)
-
-    def without_crop(self) -> SightingEvent:
-        return replace(self, crop_jpeg=None)
 
     def to_doc(self) -> dict[str, Any]:
         """Plain fields without the crop (each store keeps the crop in its native binary type)."""
@@ -281,8 +273,9 @@ class EventStore(Protocol):
 
     def get_alert(self, alert_id: str) -> AlertRecord | None: ...
 
-    def last_alert(self, person_id: str, camera_id: str) -> AlertV1 | None:
-        """The alert with the latest *capture* time for (person, camera): the cooldown runs in capture time."""
+    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV1 | None:
+        """The alert with the latest *capture* time for (person, camera), optionally among those captured at or
+        before ``at_or_before``: the cooldown runs in capture time and judges a sighting by what came before it."""
         ...
 
     def set_alert_status(self, alert_id: str, status: str, *, actor: str, note: str = "") -> AlertRecord:

@@ -217,10 +217,12 @@ class MongoEventStore:
             doc = self._alerts.find_one({"_id": alert_id})
         return _alert_record(doc) if doc is not None else None
 
-    def last_alert(self, person_id: str, camera_id: str) -> AlertV1 | None:
+    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV1 | None:
+        query: dict[str, Any] = {"person_id": person_id, "camera_id": camera_id}
+        if at_or_before is not None:
+            query["ts_capture"] = {"$lte": float(at_or_before)}
         with self._op(f"last alert for person {person_id!r} on camera {camera_id!r}", ALERTS):
-            doc = self._alerts.find_one({"person_id": person_id, "camera_id": camera_id},
-                                        sort=[("ts_capture", -1)])
+            doc = self._alerts.find_one(query, sort=[("ts_capture", -1)])
         return alert_from_doc(doc, doc.get("crop_jpeg")) if doc is not None else None
 
     def set_alert_status(self, alert_id: str, status: str, *, actor: str, note: str = "") -> AlertRecord:

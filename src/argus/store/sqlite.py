@@ -226,11 +226,12 @@ class SqliteEventStore:
             row = conn.execute(f"SELECT {_ALERT_COLS} FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
         return _alert_record(row) if row is not None else None
 
-    def last_alert(self, person_id: str, camera_id: str) -> AlertV1 | None:
-        sql = ("SELECT doc, crop FROM alerts WHERE person_id = ? AND camera_id = ? "
+    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV1 | None:
+        sql = ("SELECT doc, crop FROM alerts WHERE person_id = ? AND camera_id = ? AND ts_capture <= ? "
                "ORDER BY ts_capture DESC LIMIT 1")
+        bound = float("inf") if at_or_before is None else float(at_or_before)
         with self._op(f"last alert for person {person_id!r} on camera {camera_id!r}") as conn:
-            row = conn.execute(sql, (person_id, camera_id)).fetchone()
+            row = conn.execute(sql, (person_id, camera_id, bound)).fetchone()
         return alert_from_doc(json.loads(row[0]), row[1]) if row is not None else None
 
     def set_alert_status(self, alert_id: str, status: str, *, actor: str, note: str = "") -> AlertRecord:

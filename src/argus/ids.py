@@ -1,0 +1,31 @@
+"""Identifier rules, named once: what a slug is and how event and alert ids are derived.
+
+Ids are deterministic on purpose. The bus delivers at least once, so a redelivered frame, face or match must map
+onto the rows it wrote the first time (every store write is an upsert keyed by these ids); a random id would turn
+each redelivery into a duplicate sighting or a second alert for the same person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+#: Camera ids, person ids and watch-list names: they key bus topics and store rows, so they must be stable,
+#: URL- and file-name-safe, and short.
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+SLUG_RE = re.compile(SLUG_PATTERN)
+SLUG_RULE = "a slug (lowercase letters, digits, '-' or '_', 1-64 chars, starting with a letter or digit)"
+
+
+def is_slug(value: object) -> bool:
+    return isinstance(value, str) and SLUG_RE.match(value) is not None
+
+
+def event_id(camera_id: str, seq: int, face_index: int) -> str:
+    """One sighting: the same face in a replayed frame maps onto the same stored event."""
+    return f"{camera_id}:{seq}:{face_index}"
+
+
+def alert_id(person_id: str, camera_id: str, opening_event_id: str) -> str:
+    """One alert, named by the sighting that opened it: replaying that sighting rewrites the same alert."""
+    return hashlib.sha256(f"{person_id}|{camera_id}|{opening_event_id}".encode()).hexdigest()[:24]

@@ -1,0 +1,168 @@
+"""The product's three decisions, one table each: usable face, match, alert opening."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from argus.decisions import (
+    NO_RUNNER_UP_SCORE,
+    AlertAction,
+    PriorAlert,
+    QualityFloor,
+    Thresholds,
+    decide_alert,
+    decide_match,
+    face_usable,
+    prior_for,
+)
+from argus.errors import ConfigError
+from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
+from argus.gallery.base import Candidate
+
+FLOOR = QualityFloor(min_size=40.0, min_blur=15.0)
+
+
+@pytest.mark.parametrize(("size", "blur", "usable"), [
+    (80.0, 100.0, True),  # large and sharp
+    (40.0, 15.0, True),  # exactly at both floors: usable
+    (39.9, 100.0, False),  # a pixel too small
+    (200.0, 14.9, False),  # large but blurred
+    (20.0, 5.0, False),  # both below
+])
+def test_a_face_is_usable_only_at_or_above_both_floors(size: float, blur: float, usable: bool):
+    assert face_usable(size=size, blur=blur, floor=FLOOR) is usable
+
+
+def _cand(person: str, watchlist: str, score: float) -> Candidate:
+    return Candidate(person_id=person, display_name=person.title(), watchlist=watchlist, score=score)
+
+
+THRESHOLDS = Thresholds(default=0.90, per_watchlist={"vip": 0.95, "lax": 0.80})
+
+
+@pytest.mark.parametrize(("candidates", "matched", "threshold", "margin"), [
+    ([], False, None, None),  # an empty gallery matches nobody
+    ([_cand("ann", "default", 0.93), _cand("bob", "default", 0.71)], True, 0.90, 0.93 - 0.71),
+    ([_cand("ann", "default", 0.90)], True, 0.90, 0.90 - NO_RUNNER_UP_SCORE),  # equal to the threshold matches
+    ([_cand("ann", "default", 0.8999)], False, None, None),  # just below
+    ([_cand("vic", "vip", 0.93), _cand("ann", "default", 0.5)], False, None, None),  # the vip list is stricter
+    ([_cand("vic", "vip", 0.96)], True, 0.95, 0.96 - NO_RUNNER_UP_SCORE),
+    ([_cand("lou", "lax", 0.85)], True, 0.80, 0.85 - NO_RUNNER_UP_SCORE),  # a laxer list uses its own threshold
+    # the best candidate decides: a lax-list runner-up above its threshold does not rescue a vip miss
+    ([_cand("vic", "vip", 0.94), _cand("lou", "lax", 0.93)], False, None, None),
+])
+def test_a_match_needs_the_best_candidate_to_reach_its_own_watchlists_threshold(
+        candidates: list[Candidate], matched: bool, threshold: float | None, margin: float | None):
+    verdict = decide_match(candidates, THRESHOLDS)
+    assert (verdict is not None) is matched
+    if verdict is not None:
+        assert verdict.best_index == 0
+        assert verdict.threshold == threshold
+        assert verdict.margin == pytest.approx(margin)
+
+
+@pytest.mark.parametrize(("configured", "per_watchlist", "watchlist", "expected"), [
+    (0.0, {}, "default", DEFAULT_MATCH_THRESHOLD),  # nothing configured: the embedder's measured default
+    (0.85, {}, "default", 0.85),  # ARGUS_MATCH_THRESHOLD
+    (0.85, {"vip": 0.97}, "vip", 0.97),  # ARGUS_WATCHLIST_THRESHOLDS wins for its list
+    (0.85, {"vip": 0.97}, "other", 0.85),
+    (0.0, {"vip": 0.97}, "other", DEFAULT_MATCH_THRESHOLD),
+])
+def test_the_threshold_is_per_watchlist_then_configured_then_the_measured_default(
+        configured: float, per_watchlist: dict[str, float], watchlist: str, expected: float):
+    t = Thresholds.from_settings(match_threshold=configured, watchlist_thresholds=per_watchlist,
+                                 model_default=DEFAULT_MATCH_THRESHOLD)
+    assert t.for_watchlist(watchlist) == expected
+
+
+def test_thresholds_outside_cosine_range_are_refused():
+    with pytest.raises(ConfigError, match="vip"):
+        Thresholds(default=0.9, per_watchlist={"vip": 1.5})
+
+
+COOLDOWN = 60.0
+T = 1_700_000_000.0
+
+
+@dataclass(frozen=True)
+class AlertCase:
+    name: str
+    prior: PriorAlert | None
+    event_id: str
+    ts: float
+    expected: AlertAction
+
+
+ALERT_CASES = [
+    AlertCase("first sighting", None, "cam:1:0", T, AlertAction.open),
+    AlertCase("inside the cooldown", PriorAlert(ts_capture=T, event_id="cam:1:0"), "cam:2:0", T + 59.9,
+              AlertAction.suppress),
+    AlertCase("exactly at the cooldown", PriorAlert(ts_capture=T, event_id="cam:1:0"), "cam:2:0", T + COOLDOWN,
+              AlertAction.open),
+    AlertCase("after the cooldown", PriorAlert(ts_capture=T, event_id="cam:1:0"), "cam:2:0", T + 600,
+              AlertAction.open),
+    AlertCase("the opening sighting redelivered", PriorAlert(ts_capture=T, event_id="cam:1:0"), "cam:1:0", T,
+              AlertAction.repeat),
+    AlertCase("a second face in the same frame", PriorAlert(ts_capture=T, event_id="cam:1:0"), "cam:1:1", T,
+              AlertAction.suppress),
+]
+
+
+@pytest.mark.parametrize("case", ALERT_CASES, ids=[c.name for c in ALERT_CASES])
+def test_a_sighting_opens_suppresses_or_repeats_an_alert(case: AlertCase):
+    assert decide_alert(prior=case.prior, event_id=case.event_id, ts_capture=case.ts,
+                        cooldown_s=COOLDOWN) is case.expected
+
+
+def test_a_zero_cooldown_alerts_on_every_new_sighting_and_a_negative_one_is_refused():
+    prior = PriorAlert(ts_capture=T, event_id="cam:1:0")
+    assert decide_alert(prior=prior, event_id="cam:1:1", ts_capture=T, cooldown_s=0) is AlertAction.open
+    with pytest.raises(ConfigError, match="cooldown"):
+        decide_alert(prior=prior, event_id="cam:1:1", ts_capture=T, cooldown_s=-1)
+
+
+PRIORS = [PriorAlert(ts_capture=T, event_id="a"), PriorAlert(ts_capture=T + 100, event_id="b"),
+          PriorAlert(ts_capture=T + 200, event_id="c")]
+
+
+@pytest.mark.parametrize(("ts", "expected"), [
+    (T - 1, None),  # before every alert
+    (T, "a"),  # inclusive
+    (T + 150, "b"),  # the latest *before* the sighting, not the newest known
+    (T + 10_000, "c"),
+])
+def test_a_sighting_is_judged_against_the_latest_alert_before_it(ts: float, expected: str | None):
+    p = prior_for(reversed(PRIORS), ts)  # order of the input does not matter
+    assert (p.event_id if p is not None else None) == expected
+
+
+def _run(sightings: list[tuple[str, float]], priors: list[PriorAlert] | None = None) -> list[AlertAction]:
+    """The alerter's loop in miniature: judge each sighting by the alerts before it, remember what opened."""
+    known = list(priors or [])
+    out = []
+    for event, ts in sightings:
+        action = decide_alert(prior=prior_for(known, ts), event_id=event, ts_capture=ts, cooldown_s=COOLDOWN)
+        if action is AlertAction.open:
+            known.append(PriorAlert(ts_capture=ts, event_id=event))
+        out.append(action)
+    return out
+
+
+def test_a_replay_after_a_crash_decides_exactly_as_the_first_pass():
+    sightings = [("e0", T), ("e40", T + 40), ("e70", T + 70), ("e100", T + 100), ("e140", T + 140)]
+    first = _run(sightings)
+    assert first == [AlertAction.open, AlertAction.suppress, AlertAction.open, AlertAction.suppress,
+                     AlertAction.open]
+    # the store already holds every alert of the first pass when the batch from e40 on is redelivered
+    stored = [PriorAlert(ts_capture=ts, event_id=e) for (e, ts), a in zip(sightings, first, strict=True)
+              if a is AlertAction.open]
+    replay = _run(sightings[1:], stored)
+    assert replay == [AlertAction.suppress, AlertAction.repeat, AlertAction.suppress, AlertAction.repeat]
+
+
+def test_a_camera_clock_jumping_back_past_the_cooldown_opens_a_new_alert_instead_of_silencing_the_camera():
+    # an alert at T+3600, then the camera's clock is stepped back an hour
+    actions = _run([("late", T + 3600), ("after-jump", T + 5), ("after-jump-2", T + 20)])
+    assert actions == [AlertAction.open, AlertAction.open, AlertAction.suppress]
