@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,17 @@ import numpy as np
 import pytest
 
 from argus.errors import InputError
-from argus.evaluation import eval_emotion, eval_faces, pair_metrics, sample_frames
+from argus.evaluation import (
+    STRANGERS,
+    eval_emotion,
+    eval_faces,
+    far_frr,
+    far_frr_report,
+    load_identity_boxes,
+    pair_metrics,
+    sample_frames,
+    threshold_for_far,
+)
 from argus.faces.align import emotion_crop
 from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
 from argus.faces.mtcnn import MtcnnDetector
@@ -90,6 +101,141 @@ def test_pair_metrics_count_errors_on_both_sides() -> None:
 def test_pair_metrics_needs_two_identities() -> None:
     with pytest.raises(InputError, match="both same- and different-identity pairs"):
         pair_metrics(np.eye(3, dtype=np.float32), ["a", "a", "a"], threshold=0.9)
+
+
+# ---- FAR / FRR ---------------------------------------------------------------------------------------------------
+# (genuine, impostor, threshold) -> (false rejects, false accepts); a score equal to the threshold is accepted
+FAR_FRR_CASES = [
+    ([0.95, 0.90, 0.89], [0.91, 0.90, 0.50, 0.20], 0.90, (1, 2)),
+    ([0.95, 0.90, 0.89], [0.91, 0.90, 0.50, 0.20], 0.91, (2, 1)),
+    ([0.95, 0.90, 0.89], [0.91, 0.90, 0.50, 0.20], 0.96, (3, 0)),
+    ([0.95, 0.90, 0.89], [0.91, 0.90, 0.50, 0.20], 0.20, (0, 4)),
+    ([0.5], [0.5], 0.5, (0, 1)),
+    ([0.5], [0.5], float(np.nextafter(0.5, 1.0)), (1, 0)),
+]
+
+
+@pytest.mark.parametrize(("genuine", "impostor", "threshold", "errors"), FAR_FRR_CASES)
+def test_far_frr_accepts_a_score_equal_to_the_threshold_on_both_sides(
+    genuine: list[float], impostor: list[float], threshold: float, errors: tuple[int, int]
+) -> None:
+    r = far_frr(genuine, impostor, threshold)
+    assert (r.false_rejects, r.false_accepts) == errors
+    assert (r.genuine_pairs, r.impostor_pairs) == (len(genuine), len(impostor))
+    assert r.frr == pytest.approx(errors[0] / len(genuine)) and r.far == pytest.approx(errors[1] / len(impostor))
+
+
+def test_far_frr_without_pairs_of_a_kind_reports_no_rate_rather_than_zero() -> None:
+    r = far_frr([], [0.3, 0.95], 0.9)
+    assert r.frr is None and r.genuine_pairs == 0 and r.far == 0.5
+
+
+TEN = [0.1 * k for k in range(1, 11)]  # 0.1 ... 1.0
+# (impostor scores, target FAR) -> false accepts left at the threshold found
+THRESHOLD_CASES = [
+    (TEN, 0.1, 1),  # one of ten may pass: just above the second-highest score
+    (TEN, 0.15, 1),
+    (TEN, 0.2, 2),
+    (TEN, 0.05, 0),  # below 1 / n: just above the highest score
+    (TEN, 0.99, 9),
+    ([0.3, 0.8, 0.8, 0.5], 0.25, 0),  # the two 0.8s pass or fail together: both must fail
+    ([0.3, 0.8, 0.8, 0.5], 0.5, 2),
+    ([0.01 * k for k in range(100)], 0.29, 29),  # 0.29 * 100 = 28.999... in floating point
+]
+
+
+@pytest.mark.parametrize(("impostor", "target", "accepts"), THRESHOLD_CASES)
+def test_threshold_for_far_is_the_lowest_threshold_at_or_under_the_target(
+    impostor: list[float], target: float, accepts: int
+) -> None:
+    t = threshold_for_far(impostor, target)
+    at = far_frr([], impostor, t)
+    assert at.false_accepts == accepts
+    assert at.far is not None and at.far <= target
+    # minimal: the next lower threshold accepts more than the target allows
+    below = far_frr([], impostor, float(np.nextafter(t, -np.inf)))
+    assert below.far is not None and below.far > target
+
+
+@pytest.mark.parametrize(("impostor", "target", "message"), [
+    ([], 0.01, "at least one impostor score"),
+    ([0.5], 0.0, r"target FAR in \(0, 1\)"),
+    ([0.5], 1.0, r"target FAR in \(0, 1\)"),
+    ([0.5], -0.1, r"target FAR in \(0, 1\)"),
+])
+def test_threshold_for_far_rejects_what_it_cannot_answer(impostor: list[float], target: float, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        threshold_for_far(impostor, target)
+
+
+def _unit(*angles: float) -> np.ndarray:
+    return np.array([[np.cos(a), np.sin(a)] for a in angles], np.float32)
+
+
+def test_far_frr_report_never_pairs_a_copy_with_its_original_and_splits_by_the_smaller_face() -> None:
+    # faces: a (200 px), b (200 px), c (a different person, 200 px), then a 48-px copy of face 0 (same photo as a)
+    emb = _unit(0.0, 0.2, 0.3, 0.01)
+    r = far_frr_report(emb, ["p", "p", "q", "p"], ["a", "b", "c", "a@small"], [200, 200, 200, 48], [-1, -1, -1, 0],
+                       threshold=0.96, targets=(0.5,))
+    everything = r["all"]["at_threshold"]
+    assert (everything["genuine_pairs"], everything["impostor_pairs"]) == (1, 2)  # a-b; a-c, b-c
+    small = r["by_face_size"]["lt60"]["at_threshold"]
+    assert (small["genuine_pairs"], small["impostor_pairs"]) == (1, 1)  # copy-b; copy-c (copy-a left out)
+    assert r["by_face_size"]["ge60"]["at_threshold"] == everything
+    top = r["all"]["max_impostor"]
+    assert top["identities"] == ["p", "q"] and top["sources"] == ["b", "c"]
+    assert top["score"] == pytest.approx(np.cos(0.1))
+    assert r["all"]["at_default_threshold"]["threshold"] == DEFAULT_MATCH_THRESHOLD
+    t = r["all"]["far_targets"]["0.5"]
+    assert t["false_accepts"] == 1 and t["resolved"] is True
+    json.dumps(r)  # `argus eval faces` prints it
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"faces": []}, "non-empty list under 'faces'"),
+    ({"faces": [{"identity": "a", "file": "x.jpg", "box": [0, 0, 10]}]}, r"faces\[0\]: expected box"),
+    ({"faces": [{"identity": "a", "file": "x.jpg", "box": [10, 0, 5, 10]}]}, "x1 < x2"),
+    ({"faces": [{"identity": "", "file": "x.jpg", "box": [0, 0, 5, 5]}]}, "non-empty strings identity and file"),
+    ([1, 2], "non-empty list under 'faces'"),
+])
+def test_a_malformed_identities_file_names_the_entry_and_what_was_expected(
+    tmp_path: Path, doc: Any, message: str
+) -> None:
+    (tmp_path / "identities.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=message):
+        load_identity_boxes(tmp_path / "identities.json")
+
+
+def test_the_impostor_set_names_each_person_of_a_photo_once_and_every_file_has_provenance() -> None:
+    boxes = load_identity_boxes(ASSETS / STRANGERS)
+    manifest = json.loads((ASSETS / "MANIFEST.json").read_text())["files"]
+    assert len({b.identity for b in boxes}) >= 35
+    for file in {b.file for b in boxes}:
+        ids = [b.identity for b in boxes if b.file == file]
+        assert len(ids) == len(set(ids)), f"{file}: faces in one photo are different people"
+        assert file in manifest
+    left_out = json.loads((ASSETS / STRANGERS).read_text())["left_out"]
+    assert all(e["reason"] for e in left_out)
+
+
+def test_far_and_frr_rest_on_genuine_and_impostor_pairs_from_about_40_people(faces_report: dict[str, Any]) -> None:
+    f = faces_report["far_frr"]
+    assert f["identities"] >= 40 and f["stranger_faces"] == 35 and f["missed"] == []
+    n = f["faces_as_shipped"]
+    at = f["all"]["at_threshold"]
+    assert at["genuine_pairs"] + at["impostor_pairs"] == n * (n - 1) // 2
+    assert at["impostor_pairs"] >= 1000 and at["genuine_pairs"] >= 100
+    assert at["threshold"] == DEFAULT_MATCH_THRESHOLD
+    top = f["all"]["max_impostor"]
+    assert top["identities"][0] != top["identities"][1]
+    assert isinstance(at["false_accepts"], int) and isinstance(at["impostor_pairs"], int)  # counts behind the rates
+    assert (at["false_accepts"] > 0) == (top["score"] >= DEFAULT_MATCH_THRESHOLD)
+    for key, t in f["all"]["far_targets"].items():
+        assert t["far"] <= float(key) and t["impostor_pairs"] == at["impostor_pairs"]
+    assert f["all"]["far_targets"]["0.01"]["threshold"] <= f["all"]["far_targets"]["0.001"]["threshold"]
+    # every face also as a 48-px copy: the < 60 px figures have pairs behind them
+    small = f["by_face_size"]["lt60"]["at_threshold"]
+    assert f["downscaled_faces"] > 0.9 * n and small["impostor_pairs"] > at["impostor_pairs"]
 
 
 def _fer_rows(detect: Any) -> list[tuple[int, np.ndarray]]:
