@@ -64,7 +64,7 @@ class InferenceProcessor:
             wire = tuple(
                 FaceV1(
                     index=i,
-                    box=tuple(float(v) for v in f.box),  # type: ignore[arg-type]
+                    box=(float(f.box[0]), float(f.box[1]), float(f.box[2]), float(f.box[3])),
                     landmarks=tuple(float(v) for v in f.landmarks.reshape(-1)),
                     det_score=min(1.0, max(0.0, float(f.det_score))),
                     quality=Quality(size=float(f.quality.size), blur=float(f.quality.blur)),

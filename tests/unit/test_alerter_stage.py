@@ -42,7 +42,8 @@ def _item(seq: int, ts: float, cam: str = "north-gate") -> Item[MatchesV1]:
                      crop_jpeg=b"\xff\xd8", person_id="p1", display_name="P One", watchlist="default",
                      score=0.95, threshold=0.9, margin=0.2, candidates=(cand,))
     m = MatchesV1(camera_id=cam, seq=seq, ts_capture=ts, ts_match=ts + 0.1, gallery_version=1, matches=(fm,))
-    return Item(Record(TOPIC_MATCHES, 0, seq, cam.encode(), encode(m), 0), m)
+    return Item(Record(topic=TOPIC_MATCHES, partition=0, offset=seq, key=cam.encode(), value=encode(m),
+                       timestamp_ms=0), m)
 
 
 def _alerts(outputs: list) -> list[AlertV1]:

@@ -230,7 +230,8 @@ class KafkaBusConsumer:
             # than partitions); without this the stage loop would spin a core doing nothing.
             time.sleep(max(0.0, timeout_s - (time.monotonic() - t0)))
         out = [
-            Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+            Record(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
+                   timestamp_ms=r.timestamp)
             for records in batches.values()
             for r in records
         ]

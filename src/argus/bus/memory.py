@@ -36,7 +36,8 @@ class MemoryBus:
                 raise BusError(f"topic {topic!r} does not exist (create it with ensure_topics)")
             p = partition_for(key, self._partitions)
             log = self._logs[topic][p]
-            log.append(Record(topic, p, len(log), key, value, int(time.time() * 1000)))
+            log.append(Record(topic=topic, partition=p, offset=len(log), key=key, value=value,
+                              timestamp_ms=int(time.time() * 1000)))
             self._cond.notify_all()
 
     def flush(self, timeout_s: float = 30.0) -> None:

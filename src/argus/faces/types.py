@@ -33,7 +33,7 @@ def check_array(name: str, value: np.ndarray, shape: tuple[int | None, ...], dty
         raise InputError(f"{name}: expected dtype {np.dtype(dtype).name}, got {value.dtype}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Detections:
     """Faces found in one frame by a detector, before embedding.
 
@@ -63,7 +63,7 @@ class Detections:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Face:
     """One analysed face: where it is, how usable it is, who it looks like (embedding) and what it shows (emotion)."""
 
@@ -86,7 +86,7 @@ class Face:
             raise InputError(f"embedding: expected unit L2 norm, got {norm:.4f}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FaceQuality:
     """Why a face may be unfit for matching: too small (pixels between the eyes / box side) or too blurred."""
 

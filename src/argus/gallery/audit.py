@@ -24,7 +24,7 @@ Action = Literal["enroll", "re-enroll", "remove"]
 ACTIONS: tuple[str, ...] = ("enroll", "re-enroll", "remove")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuditEntry:
     """One person touched by one gallery change.
 

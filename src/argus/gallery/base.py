@@ -35,7 +35,7 @@ def _check_slug(name: str, value: object) -> None:
         raise InputError(f"{name}: expected {SLUG_RULE}, got {value!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Person:
     """One enrolled identity. ``watchlist`` lets alert policy differ per list (vip vs banned)."""
 

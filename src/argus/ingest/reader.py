@@ -49,7 +49,7 @@ class ReaderState(str, Enum):
     stopped = "stopped"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReaderStats:
     """A consistent snapshot of one reader's counters (monotonic counters, except the gauges at the end)."""
 

@@ -53,7 +53,7 @@ def check_status(status: str) -> AlertStatus:
     return cast(AlertStatus, status)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SightingEvent:
     """One watch-list match of one face, as kept in the history (alert or not: cooldown-suppressed sightings too)."""
 
@@ -179,7 +179,7 @@ class AlertRecord:
         return self.alert.alert_id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PersonRecord:
     """Who a watch-list entry is, for analysts (the gallery holds the embeddings; this holds the context)."""
 
@@ -200,7 +200,7 @@ class PersonRecord:
                    attributes=dict(doc.get("attributes") or {}), updated_at=float(doc["updated_at"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CameraRecord:
     """Where a camera stands. ``url`` is always stored redacted: the store is read by people, not by ingest."""
 
