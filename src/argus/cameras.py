@@ -77,18 +77,12 @@ class Location(BaseModel):
     address: str = Field(min_length=1)
     zone: str = Field(min_length=1)
 
-    @field_validator("lat")
+    @field_validator("lat", "lon")
     @classmethod
-    def _lat(cls, v: float) -> float:
-        if not -90.0 <= v <= 90.0:
-            raise ValueError(f"expected -90 <= lat <= 90, got {v:g}")
-        return v
-
-    @field_validator("lon")
-    @classmethod
-    def _lon(cls, v: float) -> float:
-        if not -180.0 <= v <= 180.0:
-            raise ValueError(f"expected -180 <= lon <= 180, got {v:g}")
+    def _on_the_globe(cls, v: float, info: ValidationInfo) -> float:
+        limit = 90 if info.field_name == "lat" else 180
+        if not -limit <= v <= limit:
+            raise ValueError(f"expected -{limit} <= {info.field_name} <= {limit}, got {v:g}")
         return v
 
 

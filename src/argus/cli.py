@@ -39,6 +39,12 @@ def _ts(value: str) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
+def _refuse_in_memory(kind: str, why: str) -> None:
+    """A command that reads state another process left (gallery files, a Kafka topic) cannot use an in-memory twin."""
+    if kind == "memory":
+        raise ConfigError(why)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from argus.demo import print_summary, run_demo, run_distributed_demo
@@ -88,9 +94,8 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     from argus.runtime.resources import Resources
 
     settings = load_settings()
-    if settings.gallery.value == "memory":
-        raise ConfigError("argus gallery edits the persisted FAISS gallery (ARGUS_GALLERY=faiss); an in-memory "
-                          "gallery lives only inside the process that built it")
+    _refuse_in_memory(settings.gallery.value, "argus gallery edits the persisted FAISS gallery (ARGUS_GALLERY=faiss); "
+                      "an in-memory gallery lives only inside the process that built it")
     with Resources(settings) as res:
         g = res.gallery
         if args.gallery_cmd == "enroll":
@@ -172,9 +177,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     from argus.schemas import TOPIC_DEADLETTER, DeadLetterV1, decode
 
     settings = load_settings()
-    if settings.bus.value == "memory":
-        raise ConfigError("dead letters are kept on Kafka (ARGUS_BUS=kafka); the in-memory bus lives only inside "
-                          "`argus demo`, whose summary counts them")
+    _refuse_in_memory(settings.bus.value, "dead letters are kept on Kafka (ARGUS_BUS=kafka); the in-memory bus lives "
+                      "only inside `argus demo`, whose summary counts them")
     with Resources(settings) as res:
         bus = res.bus
         bus.ensure_topics([TOPIC_DEADLETTER])

@@ -41,6 +41,15 @@ class _Message(_Wire):
         return str(getattr(self, "camera_id")).encode()  # noqa: B009 - every message has camera_id
 
 
+class _FrameMessage(_Message):
+    """A message about one camera frame: the camera, the frame's number and its capture time (the cooldown and every
+    latency are measured from it). The frame-derived ids (``camera:seq:face``) rest on these three fields."""
+
+    camera_id: CameraId
+    seq: int = Field(ge=0)
+    ts_capture: float = Field(gt=0)
+
+
 def _f32_bytes(a: np.ndarray) -> bytes:
     return np.ascontiguousarray(a, dtype="<f4").tobytes()
 
@@ -54,14 +63,11 @@ def _f32_array(b: bytes, name: str, n: int | None = None) -> np.ndarray:
     return a
 
 
-class FrameV1(_Message):
+class FrameV1(_FrameMessage):
     """A sampled camera frame. Only ingest produces pixels; every later topic carries faces, not frames."""
 
     SCHEMA: ClassVar[str] = TOPIC_FRAMES
     schema_id: Literal["argus.frames.v1"] = "argus.frames.v1"
-    camera_id: CameraId
-    seq: int = Field(ge=0)
-    ts_capture: float = Field(gt=0)
     ts_ingest: float = Field(gt=0)
     width: int = Field(gt=0)
     height: int = Field(gt=0)
@@ -87,14 +93,11 @@ class FaceV1(_Wire):
         return _f32_array(self.embedding, "embedding")
 
 
-class FacesV1(_Message):
+class FacesV1(_FrameMessage):
     """All faces found in one frame. Frames without faces produce no message (they are only counted)."""
 
     SCHEMA: ClassVar[str] = TOPIC_FACES
     schema_id: Literal["argus.faces.v1"] = "argus.faces.v1"
-    camera_id: CameraId
-    seq: int = Field(ge=0)
-    ts_capture: float = Field(gt=0)
     ts_infer: float = Field(gt=0)
     frame_width: int = Field(gt=0)
     frame_height: int = Field(gt=0)
@@ -130,12 +133,9 @@ class FaceMatchV1(_Wire):
     candidates: tuple[CandidateV1, ...]  # top-k, best first, one per person (includes the match itself)
 
 
-class MatchesV1(_Message):
+class MatchesV1(_FrameMessage):
     SCHEMA: ClassVar[str] = TOPIC_MATCHES
     schema_id: Literal["argus.matches.v1"] = "argus.matches.v1"
-    camera_id: CameraId
-    seq: int = Field(ge=0)
-    ts_capture: float = Field(gt=0)
     ts_match: float = Field(gt=0)
     gallery_version: int = Field(ge=0)
     matches: tuple[FaceMatchV1, ...] = Field(min_length=1)

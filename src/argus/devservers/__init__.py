@@ -269,6 +269,41 @@ def install_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def install_once(root: Path, version: str, install: Callable[[], None], *, what: str) -> None:
+    """Run ``install`` unless ``root/.installed`` says it already ran; checked again under the install lock so two
+    sessions starting cold install once, and written only after ``install`` succeeded, so a failed or killed
+    install is retried next time instead of leaving a half-installed server that looks ready."""
+    marker = root / ".installed"
+    if marker.is_file():
+        return
+    with install_lock(root):
+        if marker.is_file():
+            return
+        install()
+        marker.write_text(version + "\n")
+        log.info("%s %s installed in %s", what, version, root)
+
+
+def make_venv(venv: Path, *, python: str, requirements: Sequence[str], what: str) -> Path:
+    """A fresh venv holding ``requirements``; returns its interpreter. uv when it is on PATH (it also fetches the
+    wanted ``python`` version); otherwise this interpreter's venv and pip, which then must be ``python``."""
+    import shutil
+    import sys
+
+    py = venv / "bin" / "python"
+    uv = shutil.which("uv")
+    if uv is not None:
+        run_checked([uv, "venv", "--python", python, "--clear", str(venv)], what=f"{what}: venv")
+        run_checked([uv, "pip", "install", "--python", str(py), *requirements], what=f"{what}: installing")
+        return py
+    if f"{sys.version_info.major}.{sys.version_info.minor}" != python:
+        raise DevServerError(f"{what}: without uv the venv is made from this interpreter; expected Python {python}, "
+                             f"got {sys.version.split()[0]}")
+    run_checked([sys.executable, "-m", "venv", "--clear", str(venv)], what=f"{what}: venv")
+    run_checked([str(py), "-m", "pip", "install", "-q", *requirements], what=f"{what}: installing")
+    return py
+
+
 def http_ok(url: str, *, timeout_s: float = 1.0) -> bool:
     import urllib.error
     import urllib.request

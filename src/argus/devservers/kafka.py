@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from argus.devservers import HOST, DevServerError, Launch, ServerSpec, install_lock, run_checked
+from argus.devservers import HOST, DevServerError, Launch, ServerSpec, install_once, run_checked
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,8 @@ class KafkaServer(ServerSpec):
 
     def install(self, home: Path) -> None:
         root = self.install_dir(home)
-        marker = root / ".installed"
-        if marker.is_file():
-            return
-        with install_lock(root):
-            if marker.is_file():
-                return
+
+        def install() -> None:
             mvn = shutil.which("mvn")
             if mvn is None:
                 raise DevServerError("kafka: expected Maven (mvn) on PATH to fetch the broker jars")
@@ -95,8 +91,8 @@ class KafkaServer(ServerSpec):
                         what="kafka: fetching jars from Maven Central", cwd=root)
             if not any(libs.glob("kafka_2.13-*.jar")):
                 raise DevServerError(f"kafka: expected kafka_2.13-{KAFKA_VERSION}.jar in {libs}, found none")
-            marker.write_text(KAFKA_VERSION + "\n")
-            log.info("kafka %s installed in %s", KAFKA_VERSION, root)
+
+        install_once(root, KAFKA_VERSION, install, what="kafka")
 
     def prepare(self, home: Path, data_dir: Path, ports: Mapping[str, int], options: Mapping[str, Any]) -> Launch:
         root = self.install_dir(home)

@@ -8,13 +8,11 @@ It is GPL-2.0, so it only ever runs as a separate process and is never imported.
 from __future__ import annotations
 
 import logging
-import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from argus.devservers import HOST, DevServerError, Launch, ServerSpec, install_lock, run_checked
+from argus.devservers import HOST, DevServerError, Launch, ServerSpec, install_once, make_venv
 
 log = logging.getLogger(__name__)
 
@@ -35,27 +33,14 @@ class MongoServer(ServerSpec):
         return self.root(home) / "venv"
 
     def install(self, home: Path) -> None:
-        root = self.root(home)
-        marker = root / ".installed"
-        if marker.is_file():
-            return
-        with install_lock(root):
-            if marker.is_file():
-                return
-            venv = self.venv(home)
-            py = venv / "bin" / "python"
-            req = f"secantusdb=={SECANTUS_VERSION}"
-            uv = shutil.which("uv")
-            if uv is not None:
-                run_checked([uv, "venv", "--python", "3.11", "--clear", str(venv)], what="mongo: venv")
-                run_checked([uv, "pip", "install", "--python", str(py), req], what="mongo: installing secantusdb")
-            else:
-                run_checked([sys.executable, "-m", "venv", "--clear", str(venv)], what="mongo: venv")
-                run_checked([str(py), "-m", "pip", "install", "-q", req], what="mongo: installing secantusdb")
+        req = f"secantusdb=={SECANTUS_VERSION}"
+
+        def install() -> None:
+            make_venv(self.venv(home), python="3.11", requirements=[req], what="mongo")
             if not self.binary(home).is_file():
                 raise DevServerError(f"mongo: expected {self.binary(home)} after installing {req}, it is missing")
-            marker.write_text(SECANTUS_VERSION + "\n")
-            log.info("secantusdb %s installed in %s", SECANTUS_VERSION, root)
+
+        install_once(self.root(home), SECANTUS_VERSION, install, what="secantusdb")
 
     def binary(self, home: Path) -> Path:
         return self.venv(home) / "bin" / "secantusd-py"

@@ -15,14 +15,23 @@ import logging
 import os
 import re
 import shutil
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from argus.devservers import HOST, DevServerError, Launch, ServerSpec, http_ok, install_lock, repo_root, run_checked
+from argus.devservers import (
+    HOST,
+    DevServerError,
+    Launch,
+    ServerSpec,
+    http_ok,
+    install_once,
+    make_venv,
+    repo_root,
+    run_checked,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,29 +105,11 @@ class TritonServer(ServerSpec):
         return self.root(home) / "venv"
 
     def install(self, home: Path) -> None:
-        root = self.root(home)
-        marker = root / ".installed"
-        if marker.is_file():
-            return
-        with install_lock(root):
-            if marker.is_file():
-                return
-            venv = self.venv(home)
-            uv = shutil.which("uv")
-            if uv is not None:
-                run_checked([uv, "venv", "--python", PYTHON_VERSION, "--clear", str(venv)], what="triton: venv")
-                run_checked([uv, "pip", "install", "--python", str(_venv_python(venv)), *REQUIREMENTS],
-                            what="triton: installing nvidia-pytriton")
-            else:
-                if f"{sys.version_info.major}.{sys.version_info.minor}" != PYTHON_VERSION:
-                    raise DevServerError(f"triton: without uv the venv is made from this interpreter; expected "
-                                         f"Python {PYTHON_VERSION}, got {sys.version.split()[0]}")
-                run_checked([sys.executable, "-m", "venv", "--clear", str(venv)], what="triton: venv")
-                run_checked([str(_venv_python(venv)), "-m", "pip", "install", "-q", *REQUIREMENTS],
-                            what="triton: installing nvidia-pytriton")
+        def install() -> None:
+            make_venv(self.venv(home), python=PYTHON_VERSION, requirements=REQUIREMENTS, what="triton")
             self._layout_backend(home)
-            marker.write_text(PYTRITON_VERSION + "\n")
-            log.info("triton (pytriton %s) installed in %s", PYTRITON_VERSION, root)
+
+        install_once(self.root(home), PYTRITON_VERSION, install, what="triton (pytriton)")
 
     def _layout_backend(self, home: Path) -> None:
         """Triton looks for ``<backend-dir>/python/libtriton_python.so`` and the stub next to it."""

@@ -13,7 +13,7 @@ import numpy as np
 from argus.errors import BackendError
 from argus.faces.align import EMBED_SIZE
 from argus.faces.types import check_array
-from argus.inference.backend import InferenceBackend
+from argus.inference.backend import RowModel, infer_rows
 
 EMBEDDING_DIM = 128
 MODEL = "face_embedder"
@@ -47,30 +47,15 @@ def l2_normalise(v: np.ndarray) -> np.ndarray:
     return (v / norms).astype(np.float32)
 
 
-class FaceEmbedder:
+class FaceEmbedder(RowModel):
     """Aligned BGR crops (see :func:`argus.faces.align.align_face`) -> unit-norm 128-d embeddings."""
 
-    def __init__(self, backend: InferenceBackend, *, model: str = MODEL, max_batch: int = MAX_BATCH) -> None:
-        self._backend = backend
-        self.model = model
-        self.max_batch = int(max_batch)
+    MODEL = MODEL
+    MAX_BATCH = MAX_BATCH
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """One backend call per ``max_batch`` crops (one call for a frame's faces); empty in, empty out."""
         check_array("crops", crops, (None, EMBED_SIZE, EMBED_SIZE, 3), np.uint8)
-        n = crops.shape[0]
-        if n == 0:
-            return np.zeros((0, EMBEDDING_DIM), np.float32)
-        parts = []
-        for start in range(0, n, self.max_batch):
-            chunk = crops[start : start + self.max_batch]
-            res = self._backend.infer(self.model, {"input": preprocess(chunk)})
-            out = res.get("embedding")
-            if out is None:
-                raise BackendError(f"model {self.model!r}: expected output 'embedding', got {sorted(res)}")
-            if out.shape != (chunk.shape[0], EMBEDDING_DIM):
-                raise BackendError(
-                    f"model {self.model!r}: expected embedding shape {(chunk.shape[0], EMBEDDING_DIM)}, got {out.shape}"
-                )
-            parts.append(np.asarray(out, np.float32))
-        return l2_normalise(np.concatenate(parts))
+        out = infer_rows(self._backend, self.model, crops, prepare=preprocess, output="embedding", width=EMBEDDING_DIM,
+                         max_batch=self.max_batch)
+        return l2_normalise(out)

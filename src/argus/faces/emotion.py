@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from argus.errors import BackendError
 from argus.faces.align import EMOTION_SIZE
 from argus.faces.types import EMOTIONS, check_array
-from argus.inference.backend import InferenceBackend
+from argus.inference.backend import RowModel, infer_rows
 
 MODEL = "face_emotion"
 MAX_BATCH = 128  # max_batch_size in triton_models/face_emotion/config.pbtxt
@@ -25,30 +24,14 @@ def preprocess(grey: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x[:, None, :, :])
 
 
-class EmotionClassifier:
+class EmotionClassifier(RowModel):
     """Grey 64 x 64 face crops -> probabilities over :data:`argus.faces.types.EMOTIONS`."""
 
-    def __init__(self, backend: InferenceBackend, *, model: str = MODEL, max_batch: int = MAX_BATCH) -> None:
-        self._backend = backend
-        self.model = model
-        self.max_batch = int(max_batch)
+    MODEL = MODEL
+    MAX_BATCH = MAX_BATCH
 
     def classify(self, grey_crops: np.ndarray) -> np.ndarray:
         """(N, 64, 64) uint8 -> (N, 7) float32 rows summing to 1; empty in, empty out."""
         check_array("grey_crops", grey_crops, (None, EMOTION_SIZE, EMOTION_SIZE), np.uint8)
-        n = grey_crops.shape[0]
-        if n == 0:
-            return np.zeros((0, len(EMOTIONS)), np.float32)
-        parts = []
-        for start in range(0, n, self.max_batch):
-            chunk = grey_crops[start : start + self.max_batch]
-            res = self._backend.infer(self.model, {"input": preprocess(chunk)})
-            out = res.get("probs")
-            if out is None:
-                raise BackendError(f"model {self.model!r}: expected output 'probs', got {sorted(res)}")
-            if out.shape != (chunk.shape[0], len(EMOTIONS)):
-                raise BackendError(
-                    f"model {self.model!r}: expected probs shape {(chunk.shape[0], len(EMOTIONS))}, got {out.shape}"
-                )
-            parts.append(np.asarray(out, np.float32))
-        return np.concatenate(parts)
+        return infer_rows(self._backend, self.model, grey_crops, prepare=preprocess, output="probs",
+                          width=len(EMOTIONS), max_batch=self.max_batch)

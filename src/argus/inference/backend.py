@@ -8,7 +8,7 @@ over gRPC are interchangeable and must agree numerically.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,6 +26,39 @@ class InferenceBackend(Protocol):
     def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
+
+
+def infer_rows(backend: InferenceBackend, model: str, rows: np.ndarray, *, prepare: Callable[[np.ndarray], np.ndarray],
+               output: str, width: int, max_batch: int) -> np.ndarray:
+    """A per-row model (embedder, classifier) over ``rows`` in backend calls of at most ``max_batch`` rows, checked to
+    return exactly ``(rows, width)`` of ``output``: a wrong model in the repository fails here, naming it, instead of
+    as a silent shape mismatch downstream. Empty in, ``(0, width)`` out."""
+    if rows.shape[0] == 0:
+        return np.zeros((0, width), np.float32)
+    parts = []
+    for start in range(0, rows.shape[0], max_batch):
+        chunk = rows[start : start + max_batch]
+        res = backend.infer(model, {"input": prepare(chunk)})
+        out = res.get(output)
+        if out is None:
+            raise BackendError(f"model {model!r}: expected output {output!r}, got {sorted(res)}")
+        if out.shape != (chunk.shape[0], width):
+            raise BackendError(f"model {model!r}: expected {output} shape {(chunk.shape[0], width)}, got {out.shape}")
+        parts.append(np.asarray(out, np.float32))
+    return np.concatenate(parts)
+
+
+class RowModel:
+    """A model served by ``backend`` that maps each input row to one output row (embedder, classifier); subclasses
+    name their model and its Triton ``max_batch_size`` and call :func:`infer_rows`."""
+
+    MODEL: str
+    MAX_BATCH: int
+
+    def __init__(self, backend: InferenceBackend, *, model: str | None = None, max_batch: int | None = None) -> None:
+        self._backend = backend
+        self.model = model or self.MODEL
+        self.max_batch = int(max_batch or self.MAX_BATCH)
 
 
 class OnnxRuntimeBackend:
