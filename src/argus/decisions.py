@@ -139,3 +139,103 @@ def decide_alert(*, prior: PriorAlert | None, event_id: str, ts_capture: float, 
     if ts_capture - prior.ts_capture < cooldown_s:
         return AlertAction.suppress
     return AlertAction.open
+
+
+# ---- does a track name a listed person? ----------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class TrackFace:
+    """One embedded face of a track, as the matcher saw it."""
+
+    size: float  # shorter side of the face box, pixels
+    weight: float  # argus.tracking.face_score: how fit the face is for identification, in [0, 1]
+    candidates: tuple[tuple[str, float], ...]  # (person id, cosine), one per person; cohort ids included
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdentifyRule:
+    """What a track needs before it names anybody. Each number was measured on the generated scenes and the
+    impostor set (README "Open-set identification"); the reasons:
+
+    - ``min_size``: a face smaller than this is tracked but never named — small faces embed close to everybody;
+    - ``min_faces``: that many identification-grade faces must agree, so one lucky frame never alerts;
+    - ``min_margin``: the named person must lead every other candidate — another listed person *or* a cohort face
+      (an unrelated person who is not on any list) — by this much: a face close to everybody is evidence for nobody;
+    - ``top_k``: the track's score is the mean of the person's best ``top_k`` face scores.
+    """
+
+    min_size: float = 60.0
+    min_faces: int = 2
+    min_margin: float = 0.03
+    top_k: int = 3
+
+    def __post_init__(self) -> None:
+        if self.min_size < 0 or self.min_faces < 1 or not 0 <= self.min_margin <= 2 or self.top_k < 1:
+            raise ConfigError(f"identify rule: expected min_size >= 0, min_faces >= 1, 0 <= min_margin <= 2, "
+                              f"top_k >= 1, got {self}")
+
+
+class TrackOutcome(str, Enum):
+    matched = "matched"
+    no_usable_face = "no_usable_face"  # every embedded face is below the identification floors
+    too_few_faces = "too_few_faces"  # fewer agreeing faces than the rule asks
+    below_threshold = "below_threshold"
+    ambiguous = "ambiguous"  # the runner-up is too close
+    not_listed = "not_listed"  # the closest identity is a cohort face: somebody, but nobody on a list
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackDecision:
+    outcome: TrackOutcome
+    person_id: str | None  # the best listed candidate (None when no face was usable)
+    score: float  # its track-level score
+    threshold: float | None
+    margin: float  # over the best other identity, cohort included
+    faces: int  # identification-grade faces considered
+    supporting: int  # of those, the faces whose own best candidate is ``person_id``
+
+    @property
+    def matched(self) -> bool:
+        return self.outcome is TrackOutcome.matched
+
+
+def decide_track(faces: Sequence[TrackFace], *, listed: Mapping[str, str], thresholds: Thresholds,
+                 rule: IdentifyRule, camera_threshold: float | None = None) -> TrackDecision:
+    """Name a listed person for a whole track, or nobody.
+
+    ``listed`` maps each watch-list person id to its watch-list; any other candidate id is a cohort face. The
+    threshold is the person's watch-list threshold, raised to the camera's where the camera sets a stricter one
+    (a far or badly lit camera); both must hold.
+    """
+    usable = [f for f in faces if f.size >= rule.min_size and f.weight > 0 and f.candidates]
+    if not usable:
+        return TrackDecision(outcome=TrackOutcome.no_usable_face, person_id=None, score=0.0, threshold=None,
+                             margin=0.0, faces=0, supporting=0)
+    k = min(rule.top_k, len(usable))
+    per_face = [dict(f.candidates) for f in usable]
+    ids = sorted({p for d in per_face for p in d})
+    # mean of each identity's k best scores; a face that does not list the identity counts as -1 (the lowest cosine)
+    scores = {p: sum(sorted((d.get(p, NO_RUNNER_UP_SCORE) for d in per_face), reverse=True)[:k]) / k for p in ids}
+    ranked = sorted(ids, key=lambda p: (-scores[p], p))
+    best = ranked[0]
+    margin = scores[best] - (scores[ranked[1]] if len(ranked) > 1 else NO_RUNNER_UP_SCORE)
+    supporting = sum(1 for d in per_face if max(d, key=lambda p: (d[p], p)) == best)
+    if best not in listed:
+        best_listed = next((p for p in ranked if p in listed), None)
+        return TrackDecision(outcome=TrackOutcome.not_listed, person_id=best_listed,
+                             score=scores[best_listed] if best_listed else 0.0, threshold=None,
+                             margin=(scores[best_listed] - scores[best]) if best_listed else 0.0,
+                             faces=len(usable), supporting=0)
+    threshold = thresholds.for_watchlist(listed[best])
+    if camera_threshold is not None:
+        threshold = max(threshold, camera_threshold)
+    def decided(outcome: TrackOutcome) -> TrackDecision:
+        return TrackDecision(outcome=outcome, person_id=best, score=scores[best], threshold=threshold, margin=margin,
+                             faces=len(usable), supporting=supporting)
+
+    if scores[best] < threshold:
+        return decided(TrackOutcome.below_threshold)
+    if supporting < rule.min_faces:
+        return decided(TrackOutcome.too_few_faces)
+    if margin < rule.min_margin:
+        return decided(TrackOutcome.ambiguous)
+    return decided(TrackOutcome.matched)
