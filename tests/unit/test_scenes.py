@@ -22,6 +22,7 @@ from argus.scenes import (
     Person,
     Prop,
     Scene,
+    approach,
     background_motion,
     build_face_bank,
     crossings,
@@ -194,6 +195,12 @@ def test_crowd_reuses_an_identity_only_after_its_previous_visit(bank: FaceBank) 
     small = FaceBank(patches={k: bank.of(k) for k in bank.identities[:5]})
     s = crowd(small, seed=2, size=SMALL)  # 20 people, 5 identities: Scene validation refuses overlapping visits
     assert len(s.identities) == 5 and len(s.people) == 20
+
+
+def test_approach_spans_faces_from_24_to_200_px(bank: FaceBank) -> None:
+    s = approach(bank, seed=0)
+    sizes = [f.size for t in s.truths() for f in t.faces if f.visible > 0.99]
+    assert min(sizes) < 27 and max(sizes) > 180 and len(s.visits) == 3
 
 
 def test_crossings_hide_faces_partly_and_fully(bank: FaceBank) -> None:

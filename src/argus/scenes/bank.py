@@ -47,7 +47,8 @@ FALLBACK_SINGLES: tuple[tuple[str, str], ...] = (
 )
 FALLBACK_GROUPS: tuple[tuple[str, str], ...] = (("pyfeat_group", "pyfeat/multi_face.jpg"),)
 
-DETECT_MAX_SIDE = 960  # sources are detected (and cut) at most this big: faces in scenes are <= ~300 px
+DETECT_MAX_SIDE = 960  # group photos are detected (and cut) at most this big: faces in scenes are <= ~300 px
+SINGLE_MAX_SIDE = 640  # one-person photos fill the frame: smaller is enough and the detector's pyramid is cheaper
 PATCH_MAX_FACE = 220  # a patch's face box is at most this wide, so per-frame resizes stay cheap
 MIN_SOURCE_FACE = 48  # smaller source faces would be blurry when pasted at 100+ px
 MIN_SCORE = 0.95
@@ -137,9 +138,9 @@ class FaceBank:
 
 # ---------------------------------------------------------------------------------------------- building
 
-def _downscale(img: np.ndarray) -> np.ndarray:
+def _downscale(img: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> np.ndarray:
     h, w = img.shape[:2]
-    k = DETECT_MAX_SIDE / max(h, w)
+    k = max_side / max(h, w)
     if k >= 1:
         return img
     return cv2.resize(img, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
@@ -179,7 +180,7 @@ def _best(det: Detections) -> int | None:
 
 
 def _single_person(identity: str, source: str, img: np.ndarray, detect: Detect) -> FacePatch | None:
-    img = _downscale(img)
+    img = _downscale(img, SINGLE_MAX_SIDE)
     det = detect(img)
     k = _best(det)
     if k is None:

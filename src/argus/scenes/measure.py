@@ -30,6 +30,7 @@ class Recall:
     false_detections: int  # detections overlapping no truth face (any size, occluded or not) at IoU >= iou_min
     by_size: dict[str, tuple[int, int]] = field(default_factory=dict)  # "40-60" → (found, faces)
     sunglasses: tuple[int, int] = (0, 0)  # (found, faces) among faces with sunglasses
+    partly_hidden: tuple[int, int] = (0, 0)  # (found, faces) among faces >= min_size with 0.3 <= visible < min_visible
 
     @property
     def recall(self) -> float:
@@ -40,7 +41,8 @@ class Recall:
                 "recall": round(self.recall, 4) if self.faces else None,
                 "false_detections": self.false_detections,
                 "by_size": {k: {"found": f, "faces": n} for k, (f, n) in self.by_size.items()},
-                "sunglasses": {"found": self.sunglasses[0], "faces": self.sunglasses[1]}}
+                "sunglasses": {"found": self.sunglasses[0], "faces": self.sunglasses[1]},
+                "partly_hidden": {"found": self.partly_hidden[0], "faces": self.partly_hidden[1]}}
 
 
 def frames_to_check(scene: Scene, count: int) -> list[int]:
@@ -62,6 +64,7 @@ def detector_recall(scene: Scene, detect: Detect, *, frames: Sequence[int] | Non
     faces = found = false = 0
     buckets = {f"{lo:g}-{hi:g}" if hi < 1e9 else f"{lo:g}+": [0, 0] for lo, hi in SIZE_BUCKETS}
     sun = [0, 0]
+    part = [0, 0]
     for i in idx:
         img, truth = scene.render(i)
         det = detect(img)
@@ -74,6 +77,9 @@ def detector_recall(scene: Scene, detect: Detect, *, frames: Sequence[int] | Non
                 if lo <= f.size < hi and f.visible >= min_visible:
                     buckets[key][0] += hit
                     buckets[key][1] += 1
+            if f.size >= min_size and 0.3 <= f.visible < min_visible:
+                part[0] += hit
+                part[1] += 1
             if f.size < min_size or f.visible < min_visible:
                 continue
             faces += 1
@@ -82,4 +88,5 @@ def detector_recall(scene: Scene, detect: Detect, *, frames: Sequence[int] | Non
                 sun[0] += hit
                 sun[1] += 1
     return Recall(scene=scene.name, frames=len(idx), faces=faces, found=found, false_detections=false,
-                  by_size={k: (v[0], v[1]) for k, v in buckets.items()}, sunglasses=(sun[0], sun[1]))
+                  by_size={k: (v[0], v[1]) for k, v in buckets.items()}, sunglasses=(sun[0], sun[1]),
+                  partly_hidden=(part[0], part[1]))

@@ -75,12 +75,22 @@ def _approach(bank: FaceBank, rng: np.random.Generator, identity: str, t0: float
               sunglasses: bool = False) -> Person:
     """Walk towards the camera from the middle distance and leave past one side: the face grows lo → hi."""
     x0 = float(rng.uniform(0.3, 0.7))
-    x1 = -0.15 if x0 > 0.5 else 1.15
+    x1 = -0.2 if x0 > 0.5 else 1.2
+    xm = x0 + (0.12 if x1 > x0 else -0.12)
     s0, s1 = float(rng.uniform(lo, lo * 1.3)), float(rng.uniform(hi * 0.8, hi))
-    return Person(identity=identity, patch=_patch(bank, rng, identity), t0=t0, t1=t0 + float(rng.uniform(4.5, 7)),
-                  x0=x0, x1=x1, size0=min(s0, hi), size1=max(s1, lo), bend=float(rng.uniform(-0.05, 0.05)),
+    # grow on the way in (80 % of the time), then turn and leave past the side at full size
+    return Person(identity=identity, patch=_patch(bank, rng, identity), t0=t0, t1=t0 + float(rng.uniform(5.5, 8)),
+                  x0=x0, x1=x1, size0=min(s0, hi), size1=max(s1, lo), via=((0.8, xm, max(s1, lo)),),
+                  bend=float(rng.uniform(-0.02, 0.02)),
                   lift=float(rng.uniform(-0.01, 0.02)), sunglasses=sunglasses,
                   clothing=CLOTHES[int(rng.integers(len(CLOTHES)))], phase=float(rng.uniform(0, 2 * math.pi)))
+
+
+def _recede(bank: FaceBank, rng: np.random.Generator, identity: str, t0: float, lo: float, hi: float) -> Person:
+    """The reverse of an approach: enter big past one side, walk away until the face is ``lo`` px."""
+    p = _approach(bank, rng, identity, t0, lo, hi)
+    return replace(p, x0=p.x1, x1=p.x0, size0=p.size1, size1=p.size0,
+                   via=tuple((1 - u, x, s) for u, x, s in reversed(p.via)))
 
 
 def _street_life(rng: np.random.Generator, duration: float, *, cars: float, trees: int, sway: float = 5.0,
@@ -183,6 +193,26 @@ def crowd(bank: FaceBank | None = None, *, seed: int = 0, size: Size = HD, fps: 
                   description=crowd.__doc__ or "")
 
 
+def approach(bank: FaceBank | None = None, *, seed: int = 0, size: Size = HD, fps: float = 5.0,
+             subject: str | None = None) -> Scene:
+    """The whole size range: the subject walks from far away (face 24 px) up to the camera (200 px) and leaves past
+    one side; a stranger then walks away (200 → 24 px) and another approaches. For recall by size and for a
+    tracker that must hold an identity through an 8× change of scale."""
+    bank = _bank(bank)
+    rng = _rng(seed, 18)
+    subj = _subject(bank, rng, subject)
+    others = _strangers(bank, rng, [subj])
+    def full_range(p: Person) -> Person:  # exactly 24 → 200 (or back), whatever the random draw
+        lo_hi = (24.0, 200.0) if p.size0 < p.size1 else (200.0, 24.0)
+        return replace(p, size0=lo_hi[0], size1=lo_hi[1], via=tuple((u, x, 200.0) for u, x, _ in p.via))
+
+    a = full_range(_approach(bank, rng, subj, 0.5, 24, 200))
+    b = full_range(_recede(bank, rng, others[0], a.t1 + 0.5, 24, 200))
+    c = full_range(_approach(bank, rng, others[1 % len(others)], b.t1 + 0.5, 24, 200))
+    return _scene("approach", seed, bank, size, fps, [a, b, c], _street_life(rng, c.t1 + 1, cars=4, trees=2),
+                  subjects=[subj], description=approach.__doc__ or "")
+
+
 def crossings(bank: FaceBank | None = None, *, seed: int = 0, size: Size = HD, fps: float = 5.0,
               subject: str | None = None) -> Scene:
     """Occlusion: a near person walks right in front of a far one (the far face is fully hidden for a moment);
@@ -275,6 +305,7 @@ PRESETS: dict[str, Callable[..., Scene]] = {
     "listed_pass_once": listed_pass_once,
     "listed_visits_twice": listed_visits_twice,
     "crowd": crowd,
+    "approach": approach,
     "crossings": crossings,
     "sunglasses": sunglasses,
     "long_empty": long_empty,

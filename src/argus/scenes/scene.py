@@ -46,8 +46,10 @@ class Person:
     """One visit of one person: walks from (x0, size0) at t0 to (x1, size1) at t1.
 
     x is the face centre as a fraction of the frame width (outside 0..1 = off frame); size is the face box width in
-    pixels at 720p (scaled with the frame height), interpolated geometrically like perspective does; ``bend`` bows
-    the path sideways (fraction of the frame height at mid-path); ``lift`` raises (−) or lowers (+) the whole path.
+    pixels at 720p (scaled with the frame height), interpolated geometrically like perspective does; ``via`` adds
+    waypoints (u, x, size) with u in (0, 1) the fraction of [t0, t1] (e.g. walk up to the camera, then leave past
+    one side); ``bend`` bows the path sideways (fraction of the frame height at mid-path); ``lift`` raises (−) or
+    lowers (+) the whole path.
     """
 
     identity: str
@@ -64,14 +66,26 @@ class Person:
     body: bool = True
     clothing: Color = (90, 70, 60)
     phase: float = 0.0  # walking-cycle phase, so a crowd does not march in step
+    via: tuple[tuple[float, float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.t1 > self.t0:
             raise ConfigError(f"person {self.identity!r}: expected t1 > t0, got t0={self.t0}, t1={self.t1}")
-        for name in ("size0", "size1"):
-            v = getattr(self, name)
+        for name, v in (("size0", self.size0), ("size1", self.size1), *(("via size", w[2]) for w in self.via)):
             if not 4 <= v <= 600:
                 raise ConfigError(f"person {self.identity!r}: {name}: expected 4..600 px, got {v}")
+        us = [w[0] for w in self.via]
+        if any(not 0 < u < 1 for u in us) or us != sorted(set(us)):
+            raise ConfigError(f"person {self.identity!r}: via: expected increasing u in (0, 1), got {us}")
+
+    def at(self, u: float) -> tuple[float, float]:
+        """(x, size at 720p) at path fraction u: x linear and size geometric between consecutive waypoints."""
+        keys = ((0.0, self.x0, self.size0), *self.via, (1.0, self.x1, self.size1))
+        for (ua, xa, sa), (ub, xb, sb) in itertools.pairwise(keys):
+            if u <= ub or ub == 1.0:
+                v = min(1.0, max(0.0, (u - ua) / (ub - ua)))
+                return xa + (xb - xa) * v, math.exp(math.log(sa) * (1 - v) + math.log(sb) * v)
+        raise AssertionError("unreachable: the last key has u = 1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -385,8 +399,9 @@ class Scene:
         patch = self._patches[i][0]
         u = (t - p.t0) / (p.t1 - p.t0)
         sc = self.height / 720.0
-        size = math.exp(math.log(p.size0) * (1 - u) + math.log(p.size1) * u) * sc
-        cx = (p.x0 + (p.x1 - p.x0) * u) * self.width
+        x, size = p.at(u)
+        size *= sc
+        cx = x * self.width
         cy = (HORIZON + p.lift) * self.height + DROP_PER_PX * size
         # bow: displace perpendicular to the chord, most at mid-path
         dx, dy = (p.x1 - p.x0) * self.width, DROP_PER_PX * (p.size1 - p.size0) * sc
