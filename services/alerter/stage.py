@@ -1,18 +1,20 @@
-"""Alerter stage: matches in; event history, alerts with the camera's location, and notifications out.
+"""Alerter stage: track decisions in; event history, alerts with the camera's location, and notifications out.
 
-One sighting is one alert: per (person, camera) a new alert opens only when the previous one is at least
-``ARGUS_COOLDOWN_S`` older in *capture* time (the rule is :func:`argus.decisions.decide_alert`), judged against the
-alerts captured before the sighting, so replays after a crash decide exactly as the first pass did. Before an alert
-opens, the event store is asked for the last one (it outlives restarts and partition moves). Alert ids are derived
-from the sighting that opened them, so every write is an idempotent upsert: a redelivered opening sighting sends
-the *same* alert again (at-least-once to sinks and to ``argus.alerts.v1``; receivers dedupe on alert_id), never a
-second one. Notifications go out before the store records the alert.
+One visit is one alert: each track's alert id is derived from the camera and the track, so a later revision (better
+faces named another person, or nobody) rewrites the *same* alert with a higher ``revision`` — never a second one —
+and a redelivered decision sends the stored alert again (at-least-once to sinks and to ``argus.alerts.v2``;
+receivers dedupe on alert_id). A new track opens an alert only when the person's previous alert on that camera is
+at least ``ARGUS_COOLDOWN_S`` older in *capture* time (:func:`argus.decisions.decide_alert`), judged against the
+alerts captured before it, so a visit split into two tracks (a partition move, an occlusion) and replays after a
+crash decide as the first pass did. Before an alert opens the event store is asked for the last one (it outlives
+restarts and partition moves). Notifications go out before the store records the alert.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from argus.cameras import Camera, UnknownCameraError
@@ -22,7 +24,7 @@ from argus.ids import alert_id
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
-from argus.schemas import TOPIC_ALERTS, AlertV1, FaceMatchV1, LocationV1, MatchesV1
+from argus.schemas import TOPIC_ALERTS, AlertV2, LocationV1, MatchesV2, TrackMatchV2
 from argus.sinks.base import AlertSink, FanOut
 from argus.store.base import CameraRecord, SightingEvent
 from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
@@ -32,12 +34,14 @@ log = logging.getLogger(__name__)
 
 #: Alerts per (person, camera) remembered in memory; older ones are asked of the store when needed.
 MAX_PRIORS_KEPT = 8
+#: Recent alerts kept by id so a track's next revision need not ask the store.
+MAX_TRACK_ALERTS_KEPT = 4096
 
 
 class AlerterProcessor:
     stage = "alerter"
     input_topic = INPUT_TOPICS["alerter"]
-    input_type = MatchesV1
+    input_type = MatchesV2
     output_topics: tuple[str, ...] = OUTPUT_TOPICS["alerter"]
 
     def __init__(self, resources: Resources, metrics: StageMetrics, sinks: list[AlertSink]) -> None:
@@ -50,8 +54,10 @@ class AlerterProcessor:
         self.sinks = FanOut(sinks)
         # (person, camera) -> alerts known to this process, newest last; the store is consulted before opening
         self._priors: dict[tuple[str, str], list[PriorAlert]] = {}
+        self._by_track: OrderedDict[str, AlertV2] = OrderedDict()  # recent alerts by id (one per track)
         self.alerts = metrics.counter("alerts_total", "Alerts raised, by camera.", ("camera",))
-        self.suppressed = metrics.counter("alerts_suppressed_total", "Sightings inside an open cooldown window.")
+        self.suppressed = metrics.counter("alerts_suppressed_total", "Tracks inside an open cooldown window.")
+        self.revised = metrics.counter("alert_revisions_total", "Alerts revised by later, better faces of the track.")
         self.events = metrics.counter("events_total", "Sightings written to the event history.")
         self.sink_failures = metrics.counter("sink_failures_total", "Alert deliveries that failed, by sink.",
                                              ("sink",))
@@ -59,18 +65,19 @@ class AlerterProcessor:
         for cam in self.cameras:
             self.store.upsert_camera(CameraRecord.from_camera(cam))
 
-    def _prior(self, person_id: str, camera_id: str, ts_capture: float, event_id: str) -> PriorAlert | None:
-        """The alert this sighting is judged against. Suppressions are decided from memory; before anything
-        would open, the store is asked (it outlives restarts and knows what another replica raised for this
-        camera before its partition moved here), so a restart or a rebalance never opens a second alert."""
+    def _prior(self, person_id: str, camera_id: str, ts_capture: float, track_id: str) -> PriorAlert | None:
+        """The alert this track is judged against. Suppressions are decided from memory; before anything would
+        open, the store is asked (it outlives restarts and knows what another replica raised for this camera
+        before its partition moved here), so a restart or a rebalance never opens a second alert."""
         known = self._priors.setdefault((person_id, camera_id), [])
         prior = prior_for(known, ts_capture)
-        if decide_alert(prior=prior, event_id=event_id, ts_capture=ts_capture, cooldown_s=self.cooldown_s) \
+        if decide_alert(prior=prior, event_id=track_id, ts_capture=ts_capture, cooldown_s=self.cooldown_s) \
                 is AlertAction.suppress:
             return prior
         stored = self.store.last_alert(person_id, camera_id, at_or_before=ts_capture)
         if stored is not None:
-            self._remember(person_id, camera_id, PriorAlert(ts_capture=stored.ts_capture, event_id=stored.event_id))
+            self._remember(person_id, camera_id, PriorAlert(ts_capture=stored.ts_capture,
+                                                            event_id=stored.track_id or stored.event_id))
         return prior_for(known, ts_capture)
 
     def _remember(self, person_id: str, camera_id: str, prior: PriorAlert) -> None:
@@ -80,20 +87,47 @@ class AlerterProcessor:
             known.sort(key=lambda p: p.ts_capture)
             del known[:-MAX_PRIORS_KEPT]
 
-    def _alert(self, m: MatchesV1, fm: FaceMatchV1, camera: Camera) -> AlertV1:
-        return AlertV1(
-            alert_id=alert_id(fm.person_id, m.camera_id, fm.event_id), event_id=fm.event_id,
+    def _alert(self, m: MatchesV2, tm: TrackMatchV2, camera: Camera) -> AlertV2:
+        return AlertV2(
+            alert_id=alert_id(m.camera_id, tm.track_id), event_id=tm.event_id, track_id=tm.track_id,
+            revision=tm.revision, withdrawn=not tm.matched, faces_seen=tm.faces_seen,
+            faces_embedded=tm.faces_embedded, faces_supporting=tm.faces_supporting, score_history=tm.score_history,
             camera_id=m.camera_id, camera_name=camera.name,
             location=LocationV1(lat=camera.location.lat, lon=camera.location.lon,
                                 address=camera.location.address, zone=camera.location.zone),
-            person_id=fm.person_id, display_name=fm.display_name, watchlist=fm.watchlist,
-            score=fm.score, threshold=fm.threshold, margin=fm.margin, candidates=fm.candidates,
-            emotion=fm.emotion_label, emotion_probs=fm.emotion, det_score=fm.det_score,
-            quality=fm.quality, box=fm.box, crop_jpeg=fm.crop_jpeg, seq=m.seq,
+            person_id=tm.person_id, display_name=tm.display_name, watchlist=tm.watchlist,
+            score=tm.score, threshold=tm.threshold, margin=tm.margin, candidates=tm.candidates,
+            emotion=tm.emotion_label, emotion_probs=tm.emotion, det_score=tm.det_score,
+            quality=tm.quality, box=tm.box, crop_jpeg=tm.crop_jpeg, seq=m.seq,
             ts_capture=m.ts_capture, ts_alert=time.time(), gallery_version=m.gallery_version,
         )
 
-    def process(self, items: Sequence[Item[MatchesV1]]) -> list[Output | Reject]:
+    def _decide(self, m: MatchesV2, tm: TrackMatchV2, camera: Camera) -> AlertV2 | None:
+        """The alert to send for this track decision (new, revised or repeated), or None (cooldown, stale)."""
+        aid = alert_id(m.camera_id, tm.track_id)
+        known = self._by_track.get(aid)
+        if known is None:
+            rec = self.store.get_alert(aid)
+            known = rec.alert if rec is not None else None
+        if known is not None:
+            if tm.revision == known.revision:  # at-least-once: the alert as first raised, triage state kept
+                log.info("alert %s revision %d redelivered: sent again with the same id", aid, tm.revision)
+                return known
+            if tm.revision < known.revision:  # an older revision replayed after a newer one: history only
+                return None
+            self.revised.inc()
+            return self._alert(m, tm, camera)
+        if not tm.matched:  # withdrawing a match that never alerted (it was inside a cooldown)
+            return None
+        prior = self._prior(tm.person_id, m.camera_id, m.ts_capture, tm.track_id)
+        action = decide_alert(prior=prior, event_id=tm.track_id, ts_capture=m.ts_capture, cooldown_s=self.cooldown_s)
+        if action is AlertAction.suppress:
+            self.suppressed.inc()
+            return None
+        self.alerts.labels(m.camera_id).inc()
+        return self._alert(m, tm, camera)
+
+    def process(self, items: Sequence[Item[MatchesV2]]) -> list[Output | Reject]:
         out: list[Output | Reject] = []
         events: list[SightingEvent] = []
         ordered = sorted(items, key=lambda it: (it.message.ts_capture, it.message.camera_id, it.message.seq))
@@ -104,28 +138,21 @@ class AlerterProcessor:
             except UnknownCameraError as e:  # keep the evidence in the dead-letter topic
                 out.append(Reject(it, "unknown_camera", InputError(f"matches for unknown camera {m.camera_id!r}: {e}")))
                 continue
-            for fm in m.matches:
-                event = SightingEvent.from_match(m, fm, store_crop=self.store_crops)
-                prior = self._prior(fm.person_id, m.camera_id, m.ts_capture, fm.event_id)
-                action = decide_alert(prior=prior, event_id=fm.event_id, ts_capture=m.ts_capture,
-                                      cooldown_s=self.cooldown_s)
-                if action is AlertAction.suppress:
-                    self.suppressed.inc()
+            for tm in m.matches:
+                event = SightingEvent.from_match(m, tm, store_crop=self.store_crops)
+                alert = self._decide(m, tm, camera)
+                if alert is None:
                     events.append(event)
                     continue
-                if action is AlertAction.repeat:  # at-least-once: the alert as first raised, triage state kept
-                    stored = self.store.get_alert(alert_id(fm.person_id, m.camera_id, fm.event_id))
-                    alert = stored.alert if stored is not None else self._alert(m, fm, camera)
-                    log.info("alert %s redelivered (sighting %s seen again): sent again with the same id",
-                             alert.alert_id, fm.event_id)
-                else:
-                    alert = self._alert(m, fm, camera)
-                    self.alerts.labels(m.camera_id).inc()
                 for outcome in self.sinks.send(alert):  # one failing sink never blocks the others or the history
                     if not outcome.ok:
                         self.sink_failures.labels(outcome.sink).inc()
                 self.store.put_alert(alert)
-                self._remember(fm.person_id, m.camera_id, PriorAlert(ts_capture=m.ts_capture, event_id=fm.event_id))
+                self._by_track[alert.alert_id] = alert
+                while len(self._by_track) > MAX_TRACK_ALERTS_KEPT:
+                    self._by_track.popitem(last=False)
+                self._remember(alert.person_id, m.camera_id, PriorAlert(ts_capture=alert.ts_capture,
+                                                                        event_id=tm.track_id))
                 events.append(event.with_alert(alert.alert_id))
                 if self.publish_alerts:
                     out.append(Output(TOPIC_ALERTS, alert))
@@ -152,6 +179,6 @@ def make_sinks(resources: Resources) -> list[AlertSink]:
     return sinks
 
 
-def build(resources: Resources) -> StageRunner[MatchesV1]:
+def build(resources: Resources) -> StageRunner[MatchesV2]:
     metrics = StageMetrics("alerter", registry=resources.registry)
     return StageRunner.for_stage(AlerterProcessor(resources, metrics, make_sinks(resources)), resources, metrics)

@@ -1,24 +1,35 @@
-"""Inference stage: JPEG frames in, faces (box, landmarks, quality, embedding, emotion, crop) out.
+"""Inference stage: JPEG frames in, tracked faces (box, landmarks, quality, track, embedding, emotion, crop) out.
 
 Frames from all cameras are micro-batched by the runner (``ARGUS_INFERENCE_BATCH_MAX`` / ``ARGUS_BATCH_WAIT_MS``) and go
-through the models as one batch per model. A frame with no face produces no message (it is counted); a corrupt
-JPEG is dead-lettered with its camera and sequence number and the rest of the batch goes on.
+through the detector as one batch. Each camera's faces are associated into tracks (``argus.tracking``, state keyed
+by camera — the topic's key — so a camera's frames always meet the same tracker), and only the faces worth it (the
+first usable ones of a track, then only clearly better ones, at most ``ARGUS_TRACK_MAX_EMBEDDINGS``) go through
+the embedder, in one batch. A frame with neither faces nor ended tracks produces no message (it is counted); a
+corrupt JPEG is dead-lettered with its camera and sequence number and the rest of the batch goes on.
+
+When a camera's partition moves to another replica (rebalance, restart), its tracks restart there: a visit in
+progress continues as a new track. Nothing is lost (the uncommitted frames are redelivered) and nothing doubles
+(the alerter's cooldown per person and camera keeps the new track from raising a second alert).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from argus.errors import InputError
+from argus.faces.embedder import EMBEDDING_DIM
+from argus.faces.pipeline import FrameFaces
 from argus.imaging import decode_jpeg, encode_jpeg
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
-from argus.schemas import TOPIC_FACES, FacesV1, FaceV1, FrameV1, Quality, embedding_bytes
+from argus.schemas import TOPIC_FACES, EndedTrackV2, FacesV2, FaceV2, FrameV1, Quality, embedding_bytes
 from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
+from argus.tracking import FrameResult, Tracker, TrackerConfig, face_score, should_embed
 
 
 class InferenceProcessor:
@@ -28,11 +39,18 @@ class InferenceProcessor:
     output_topics: tuple[str, ...] = OUTPUT_TOPICS["inference"]
 
     def __init__(self, resources: Resources, metrics: StageMetrics) -> None:
+        s = resources.settings
         self.pipeline = resources.pipeline
         self.crop_quality = 90
+        self.track_config = TrackerConfig(max_age_s=s.track_max_age_s, max_embeddings=s.track_max_embeddings)
+        self.tracker = Tracker(self.track_config)
         self.faces_total = metrics.counter("faces_total", "Faces found, by camera.", ("camera",))
         self.frames_total = metrics.counter(
             "frames_total", "Frames analysed, by camera and outcome (faces, no_face).", ("camera", "outcome"))
+        self.embedded_total = metrics.counter(
+            "faces_embedded_total", "Faces the tracker chose for the embedder (the rest are tracked, not named).")
+        self.tracks_ended = metrics.counter("tracks_ended_total", "Tracks ended, by reason.", ("reason",))
+        self.tracks_active = metrics.gauge("tracks_active", "Face tracks open in this replica (all cameras).")
         self.model_seconds = metrics.histogram("batch_model_seconds", "Model time per micro-batch.")
 
     def process(self, items: Sequence[Item[FrameV1]]) -> list[Output | Reject]:
@@ -51,38 +69,97 @@ class InferenceProcessor:
         if not images:
             return out
         t0 = time.perf_counter()
-        per_frame = self.pipeline.process(images)
+        located = self.pipeline.locate(images)
+        pending: dict[str, _Budget] = {}  # embeddings chosen earlier in this batch, not yet recorded by the tracker
+        plans = [self._track(it.message, faces, pending) for it, faces in zip(good, located, strict=True)]
+        picked = [(p, j) for p in plans for j in p.embed]
+        embeddings = (self.pipeline.embedder.embed(np.stack([p.faces.crops[j] for p, j in picked]))
+                      if picked else np.zeros((0, EMBEDDING_DIM), np.float32))
+        greys = [p.faces.grey for p in plans if len(p.faces.detections)]
+        emotions = self.pipeline.emotion.classify(np.concatenate(greys)) if greys else None
         self.model_seconds.observe(time.perf_counter() - t0)
-        now = time.time()
-        for it, faces in zip(good, per_frame, strict=True):
-            m = it.message
-            if not faces:
-                self.frames_total.labels(m.camera_id, "no_face").inc()
-                continue
-            self.frames_total.labels(m.camera_id, "faces").inc()
-            self.faces_total.labels(m.camera_id).inc(len(faces))
-            wire = tuple(
-                FaceV1(
-                    index=i,
-                    box=(float(f.box[0]), float(f.box[1]), float(f.box[2]), float(f.box[3])),
-                    landmarks=tuple(float(v) for v in f.landmarks.reshape(-1)),
-                    det_score=min(1.0, max(0.0, float(f.det_score))),
-                    quality=Quality(size=float(f.quality.size), blur=float(f.quality.blur)),
-                    embedding=embedding_bytes(f.embedding),
-                    emotion=tuple(float(v) for v in f.emotion),
-                    crop_jpeg=encode_jpeg(f.crop, quality=self.crop_quality),
-                )
-                for i, f in enumerate(faces)
-            )
-            out.append(Output(TOPIC_FACES, FacesV1(
-                camera_id=m.camera_id, seq=m.seq, ts_capture=m.ts_capture, ts_infer=now,
-                frame_width=m.width, frame_height=m.height, detector=self.pipeline.detector_name,
-                embedder=self.pipeline.embedder_name, faces=wire,
-            )))
+        for (p, j), emb in zip(picked, embeddings, strict=True):
+            p.embedding[j] = emb
+            self.tracker.record_embedding(p.message.camera_id, p.result.assignments[j].track_id, embedding=emb,
+                                          score=p.scores[j])
+        self.embedded_total.inc(len(picked))
+        now, k = time.time(), 0
+        for p in plans:
+            n = len(p.faces.detections)
+            out.extend(self._message(p, emotions[k:k + n] if emotions is not None else None, now))
+            k += n
+        self.tracks_active.set(sum(len(c.tracks) for c in self.tracker.cameras.values()))
         return out
+
+    def _track(self, m: FrameV1, faces: FrameFaces, pending: dict[str, _Budget]) -> _FramePlan:
+        """Associate the frame's faces with the camera's tracks and pick the ones worth embedding."""
+        d = faces.detections
+        result = self.tracker.update(m.camera_id, seq=m.seq, ts=m.ts_capture, width=m.width, height=m.height,
+                                     detections=d)
+        scores = [face_score(quality=faces.quality[j], landmarks=d.landmarks[j], det_score=float(d.scores[j]))
+                  for j in range(len(d))]
+        embed = []
+        for j, a in enumerate(result.assignments):
+            budget = pending.setdefault(a.track_id, _Budget(embedded=a.embedded,
+                                                            best_embedded_score=a.best_embedded_score))
+            if should_embed(budget, scores[j], self.track_config):
+                embed.append(j)
+                budget.embedded += 1
+                budget.best_embedded_score = max(budget.best_embedded_score, scores[j])
+        for ended in result.ended:
+            self.tracks_ended.labels(ended.reason).inc()
+        return _FramePlan(message=m, faces=faces, result=result, scores=scores, embed=embed, embedding={})
+
+    def _message(self, p: _FramePlan, emotions: np.ndarray | None, now: float) -> list[Output | Reject]:
+        m, d = p.message, p.faces.detections
+        self.frames_total.labels(m.camera_id, "faces" if len(d) else "no_face").inc()
+        if not len(d) and not p.result.ended:
+            return []
+        self.faces_total.labels(m.camera_id).inc(len(d))
+        wire = []
+        for j, a in enumerate(p.result.assignments):
+            emb = p.embedding.get(j)
+            assert emotions is not None  # a frame with faces has their emotions
+            wire.append(FaceV2(
+                index=j, track_id=a.track_id, track_state=a.state, face_score=min(1.0, max(0.0, p.scores[j])),
+                box=(float(d.boxes[j, 0]), float(d.boxes[j, 1]), float(d.boxes[j, 2]), float(d.boxes[j, 3])),
+                landmarks=tuple(float(v) for v in d.landmarks[j].reshape(-1)),
+                det_score=min(1.0, max(0.0, float(d.scores[j]))),
+                quality=Quality(size=float(p.faces.quality[j].size), blur=float(p.faces.quality[j].blur)),
+                embedded=emb is not None, embedding=embedding_bytes(emb) if emb is not None else b"",
+                emotion=tuple(float(v) for v in emotions[j]),
+                crop_jpeg=encode_jpeg(p.faces.crops[j], quality=self.crop_quality) if emb is not None else b"",
+            ))
+        ended = tuple(EndedTrackV2(track_id=t.track_id, reason=t.reason, first_seq=t.first_seq, last_seq=t.last_seq,
+                                   hits=t.hits) for t in p.result.ended)
+        return [Output(TOPIC_FACES, FacesV2(
+            camera_id=m.camera_id, seq=m.seq, ts_capture=m.ts_capture, ts_infer=now, frame_width=m.width,
+            frame_height=m.height, detector=self.pipeline.detector_name, embedder=self.pipeline.embedder_name,
+            faces=tuple(wire), ended=ended,
+        ))]
 
     def close(self) -> None:
         pass
+
+
+@dataclass(kw_only=True)
+class _Budget:
+    """A track's embedding budget as this batch spends it (argus.tracking.EmbedHistory)."""
+
+    embedded: int
+    best_embedded_score: float
+
+
+@dataclass(kw_only=True)
+class _FramePlan:
+    """One frame between tracking and publishing: its faces, their tracks and scores, which get embedded."""
+
+    message: FrameV1
+    faces: FrameFaces
+    result: FrameResult
+    scores: list[float]
+    embed: list[int]
+    embedding: dict[int, np.ndarray]
 
 
 def build(resources: Resources) -> StageRunner[FrameV1]:

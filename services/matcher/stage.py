@@ -1,11 +1,12 @@
-"""Matcher stage: faces in, watch-list matches out.
+"""Matcher stage: tracked faces in, one decision per track out (revised when better faces change it).
 
-All faces of a micro-batch go to the gallery in one batched FAISS search. A face becomes a match only when it is
-usable (size and sharpness at or above the configured floors: :func:`argus.decisions.face_usable`) AND its best
-candidate's cosine score reaches the threshold of that candidate's watch-list (``ARGUS_WATCHLIST_THRESHOLDS``, else
-``ARGUS_MATCH_THRESHOLD``, else the embedder's measured default: :func:`argus.decisions.decide_match`) — a blurred
-20-pixel face should never put a person on an operator's screen.
-Every match carries its top-k candidates and the margin to the runner-up as review evidence. Gallery changes made by
+The embedded faces of a micro-batch go to the gallery in one batched FAISS search; a face counts only when it is
+usable (size and sharpness floors: :func:`argus.decisions.face_usable`). Each track accumulates its faces'
+candidates (:mod:`argus.trackbook`) and is decided again after each (:func:`argus.decisions.decide_track`): a
+listed person is named only with enough agreeing, large-enough faces, a track score at the watch-list's (and the
+camera's) threshold, and a lead over every other identity — cohort persons (watch-list ``cohort``: unrelated people
+who are never named) included. Only a change of verdict is published. Every decision carries the track's evidence
+(faces seen, embedded and supporting, score history, best crop, top-k candidates). Gallery changes made by
 ``argus gallery enroll/remove`` are picked up without a restart.
 """
 
@@ -17,24 +18,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from argus.decisions import QualityFloor, Thresholds, decide_match, face_usable
+from argus.decisions import IdentifyRule, QualityFloor, Thresholds, TrackDecision, TrackFace, face_usable
 from argus.errors import InputError, SchemaError
 from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD, EMBEDDING_DIM
 from argus.faces.types import emotion_label
+from argus.gallery.base import COHORT_WATCHLIST, Candidate
 from argus.ids import event_id
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
-from argus.schemas import (
-    TOPIC_MATCHES,
-    CandidateV1,
-    FaceMatchV1,
-    FacesV1,
-    FaceV1,
-    MatchesV1,
-    embedding_from_bytes,
-)
+from argus.schemas import TOPIC_MATCHES, CandidateV1, FacesV2, FaceV2, MatchesV2, TrackMatchV2, embedding_from_bytes
 from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
+from argus.trackbook import TrackBook, TrackState
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +37,7 @@ log = logging.getLogger(__name__)
 class MatcherProcessor:
     stage = "matcher"
     input_topic = INPUT_TOPICS["matcher"]
-    input_type = FacesV1
+    input_type = FacesV2
     output_topics: tuple[str, ...] = OUTPUT_TOPICS["matcher"]
 
     def __init__(self, resources: Resources, metrics: StageMetrics) -> None:
@@ -53,13 +48,22 @@ class MatcherProcessor:
                                                    model_default=DEFAULT_MATCH_THRESHOLD)
         self.top_k = s.top_k
         self.floor = QualityFloor(min_size=s.min_quality_size, min_blur=s.min_quality_blur)
+        self.book = TrackBook(rule=IdentifyRule(min_size=s.identify_min_size, min_faces=s.identify_min_faces,
+                                                min_margin=s.identify_min_margin),
+                              thresholds=self.thresholds, camera_thresholds=s.camera_thresholds)
         self.faces = metrics.counter(
-            "faces_total", "Faces seen, by outcome (match, no_match, low_quality).", ("outcome",))
-        self.matches = metrics.counter("matches_total", "Matches by watch-list.", ("watchlist",))
+            "faces_total", "Faces seen, by outcome (embedded, not_embedded, low_quality).", ("outcome",))
+        self.decisions = metrics.counter(
+            "track_decisions_total", "Track decisions after each embedded face, by outcome (matched, "
+            "below_threshold, ambiguous, not_listed, too_few_faces, no_usable_face).", ("outcome",))
+        self.matches = metrics.counter("matches_total", "Track verdicts published (a match or its revision), by "
+                                       "watch-list.", ("watchlist",))
+        self.tracks = metrics.gauge("tracks_open", "Face tracks the matcher is deciding on.")
         self.search_seconds = metrics.histogram("search_seconds", "FAISS search time per micro-batch.")
         self.gallery_size = metrics.gauge("gallery_persons", "Persons in the watch-list gallery.")
         self.gallery_version = metrics.gauge("gallery_version", "Gallery version in use (bumps on every change).")
         self._last_reload = 0.0
+        self._listed: tuple[int, dict[str, str]] = (-1, {})
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -70,58 +74,88 @@ class MatcherProcessor:
         self.gallery_size.set(len(self.gallery))
         self.gallery_version.set(self.gallery.version)
 
-    def process(self, items: Sequence[Item[FacesV1]]) -> list[Output | Reject]:
+    def listed(self) -> dict[str, str]:
+        """person id → watch-list for every person who may be named; cohort persons are only ever runner-ups."""
+        if self._listed[0] != self.gallery.version:
+            self._listed = (self.gallery.version, {p.person_id: p.watchlist for p in self.gallery.persons()
+                                                   if p.watchlist != COHORT_WATCHLIST})
+        return self._listed[1]
+
+    def process(self, items: Sequence[Item[FacesV2]]) -> list[Output | Reject]:
         self._refresh()
-        usable: list[tuple[Item[FacesV1], FaceV1]] = []
-        out: list[Output | Reject] = []
+        todo: list[tuple[Item[FacesV2], FaceV2, TrackState]] = []
         for it in items:
-            for f in it.message.faces:
-                if not face_usable(size=f.quality.size, blur=f.quality.blur, floor=self.floor):
-                    self.faces.labels("low_quality").inc()
+            m = it.message
+            self.book.end(m.camera_id, [t.track_id for t in m.ended])
+            for f in m.faces:
+                st = self.book.seen(m.camera_id, f.track_id, seq=m.seq, face_index=f.index, ts=m.ts_capture)
+                if st is None:
                     continue
-                usable.append((it, f))
-        if not usable or len(self.gallery) == 0:
-            self.faces.labels("no_match").inc(len(usable))
-            return out
+                if not f.embedded:
+                    self.faces.labels("not_embedded").inc()
+                elif not face_usable(size=f.quality.size, blur=f.quality.blur, floor=self.floor):
+                    self.faces.labels("low_quality").inc()
+                else:
+                    self.faces.labels("embedded").inc()
+                    todo.append((it, f, st))
+        self.tracks.set(len(self.book))
+        if not todo or len(self.gallery) == 0:
+            return []
         try:
-            q = np.stack([embedding_from_bytes(f.embedding, EMBEDDING_DIM) for _, f in usable])
+            q = np.stack([embedding_from_bytes(f.embedding, EMBEDDING_DIM) for _, f, _ in todo])
         except SchemaError as e:  # a wrong-size embedding is bad input; the runner isolates the message
             raise InputError(f"faces message carries a malformed embedding: {e}") from e
         t0 = time.perf_counter()
         results = self.gallery.search(q, self.top_k)
         self.search_seconds.observe(time.perf_counter() - t0)
-        version = self.gallery.version
-        by_frame: dict[int, tuple[Item[FacesV1], list[FaceMatchV1]]] = {}
-        for (it, f), cands in zip(usable, results, strict=True):
-            verdict = decide_match(cands, self.thresholds)
-            if verdict is None:
-                self.faces.labels("no_match").inc()
+        listed = self.listed()
+        by_frame: dict[int, tuple[Item[FacesV2], list[TrackMatchV2]]] = {}
+        for (it, f, st), cands in zip(todo, results, strict=True):
+            self.book.add_face(st, TrackFace(size=f.quality.size, weight=f.face_score,
+                                             candidates=tuple((c.person_id, float(c.score)) for c in cands)),
+                               evidence=(f, cands))
+            decision, before = self.book.decide(st, listed)
+            self.decisions.labels(decision.outcome.value).inc()
+            if before is None:
                 continue
-            best = cands[verdict.best_index]
-            m = it.message
-            self.faces.labels("match").inc()
-            self.matches.labels(best.watchlist).inc()
-            by_frame.setdefault(id(it), (it, []))[1].append(FaceMatchV1(
-                face_index=f.index, event_id=event_id(m.camera_id, m.seq, f.index), box=f.box,
-                det_score=f.det_score, quality=f.quality, emotion=f.emotion,
-                emotion_label=emotion_label(f.emotion), crop_jpeg=f.crop_jpeg,
-                person_id=best.person_id, display_name=best.display_name, watchlist=best.watchlist,
-                score=float(best.score), threshold=verdict.threshold, margin=verdict.margin,
-                candidates=tuple(CandidateV1(person_id=c.person_id, display_name=c.display_name,
-                                             watchlist=c.watchlist, score=float(c.score)) for c in cands),
-            ))
+            match = self._wire(it.message, f, st, decision, withdrawn=before if not decision.matched else None)
+            if match is not None:
+                self.matches.labels(match.watchlist).inc()
+                by_frame.setdefault(id(it), (it, []))[1].append(match)
         now = time.time()
-        for it, matches in by_frame.values():
-            m = it.message
-            out.append(Output(TOPIC_MATCHES, MatchesV1(
-                camera_id=m.camera_id, seq=m.seq, ts_capture=m.ts_capture, ts_match=now,
-                gallery_version=version, matches=tuple(matches))))
-        return out
+        return [Output(TOPIC_MATCHES, MatchesV2(
+            camera_id=it.message.camera_id, seq=it.message.seq, ts_capture=it.message.ts_capture, ts_match=now,
+            gallery_version=self.gallery.version, matches=tuple(matches))) for it, matches in by_frame.values()]
+
+    def _wire(self, m: FacesV2, face: FaceV2, st: TrackState, decision: TrackDecision,
+              withdrawn: str | None) -> TrackMatchV2 | None:
+        """The published decision; for a withdrawal it names the person no longer named."""
+        person_id = withdrawn if withdrawn is not None else decision.person_id
+        person = self.gallery.get(person_id) if person_id else None
+        if person is None:  # removed from the gallery in between: nothing to name or withdraw
+            return None
+        best: FaceV2 = st.best_evidence[0]
+        cands: list[Candidate] = st.best_evidence[1]
+        history = tuple(float(dict(tf.candidates).get(person.person_id, -1.0)) for tf in st.faces)
+        return TrackMatchV2(
+            track_id=st.track_id, revision=st.revision, matched=decision.matched, outcome=decision.outcome.value,
+            face_index=face.index, event_id=event_id(m.camera_id, m.seq, face.index), box=best.box,
+            det_score=best.det_score, quality=best.quality, emotion=best.emotion,
+            emotion_label=emotion_label(best.emotion), crop_jpeg=best.crop_jpeg, person_id=person.person_id,
+            display_name=person.display_name, watchlist=person.watchlist, score=float(decision.score),
+            threshold=float(decision.threshold if decision.threshold is not None
+                            else self.thresholds.for_watchlist(person.watchlist)),
+            margin=float(decision.margin),
+            candidates=tuple(CandidateV1(person_id=c.person_id, display_name=c.display_name, watchlist=c.watchlist,
+                                         score=float(c.score)) for c in cands),
+            faces_seen=st.faces_seen, faces_embedded=len(st.faces), faces_supporting=decision.supporting,
+            score_history=history, first_seq=st.first_seq, ts_first=st.ts_first,
+        )
 
     def close(self) -> None:
         pass
 
 
-def build(resources: Resources) -> StageRunner[FacesV1]:
+def build(resources: Resources) -> StageRunner[FacesV2]:
     metrics = StageMetrics("matcher", registry=resources.registry)
     return StageRunner.for_stage(MatcherProcessor(resources, metrics), resources, metrics)

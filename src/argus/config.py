@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         default=64, ge=1, le=4096, description="Match messages per alerter micro-batch (one store write each)."
     )
     batch_wait_ms: int = Field(default=20, ge=0, le=5000, description="Max wait to fill a micro-batch (every stage).")
+    track_max_age_s: float = Field(
+        default=2.0, gt=0, le=600, description="Capture seconds without a detection before a face track ends."
+    )
+    track_max_embeddings: int = Field(
+        default=8, ge=1, le=64, description="Faces embedded per track at most (the best ones; the rest are tracked)."
+    )
     ort_threads: int = Field(default=0, ge=0, le=256, description="ONNX Runtime intra-op threads (0 = all cores).")
 
     # matching and alerting
@@ -98,13 +104,25 @@ class Settings(BaseSettings):
     watchlist_thresholds: dict[str, float] = Field(
         default_factory=dict, description='Per-watch-list cosine thresholds, JSON: {"vip": 0.8}.'
     )
+    camera_thresholds: dict[str, float] = Field(
+        default_factory=dict, description='Per-camera cosine thresholds, JSON: {"gate-3": 0.94}; both must hold.'
+    )
+    identify_min_size: float = Field(
+        default=60.0, ge=0, description="Faces smaller than this (px) are tracked but never name anybody."
+    )
+    identify_min_faces: int = Field(
+        default=2, ge=1, le=64, description="Agreeing identification-grade faces a track needs to name a person."
+    )
+    identify_min_margin: float = Field(
+        default=0.03, ge=0, le=2, description="Lead over every other identity (cohort included) to name a person."
+    )
     top_k: int = Field(default=5, ge=1, le=100, description="Candidates kept per face as review evidence.")
     min_quality_size: float = Field(default=40.0, ge=0, description="Faces smaller than this (px) are not matched.")
     min_quality_blur: float = Field(default=15.0, ge=0, description="Faces blurrier than this are not matched.")
     cooldown_s: float = Field(default=60.0, ge=0, description="One alert per (person, camera) per window.")
     sinks: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["log", "kafka"],
-        description="Alert sinks, comma-separated: log, webhook, kafka (= argus.alerts.v1 on the bus).",
+        description="Alert sinks, comma-separated: log, webhook, kafka (= argus.alerts.v2 on the bus).",
     )
     webhook_url: SecretStr | None = Field(default=None, description="Webhook for alerts (may embed a token).")
     store_crops: bool = Field(default=True, description="Keep face crops in event history (evidence).")
@@ -141,7 +159,7 @@ class Settings(BaseSettings):
             raise ValueError(f"expected sinks among log, webhook, kafka; got {', '.join(bad)}")
         return v
 
-    @field_validator("watchlist_thresholds")
+    @field_validator("watchlist_thresholds", "camera_thresholds")
     @classmethod
     def _thresholds_in_range(cls, v: dict[str, float]) -> dict[str, float]:
         bad = {k: t for k, t in v.items() if not -1.0 <= t <= 1.0}

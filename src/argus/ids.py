@@ -26,6 +26,6 @@ def event_id(camera_id: str, seq: int, face_index: int) -> str:
     return f"{camera_id}:{seq}:{face_index}"
 
 
-def alert_id(person_id: str, camera_id: str, opening_event_id: str) -> str:
-    """One alert, named by the sighting that opened it: replaying that sighting rewrites the same alert."""
-    return hashlib.sha256(f"{person_id}|{camera_id}|{opening_event_id}".encode()).hexdigest()[:24]
+def alert_id(camera_id: str, track_id: str) -> str:
+    """One alert per track (a person's visit to a camera): its revisions and any replay rewrite the same alert."""
+    return hashlib.sha256(f"{camera_id}|{track_id}".encode()).hexdigest()[:24]

@@ -19,9 +19,14 @@ from argus.errors import SchemaError
 from argus.ids import SLUG_PATTERN
 
 TOPIC_FRAMES = "argus.frames.v1"
-TOPIC_FACES = "argus.faces.v1"
-TOPIC_MATCHES = "argus.matches.v1"
-TOPIC_ALERTS = "argus.alerts.v1"
+TOPIC_FACES = "argus.faces.v2"
+TOPIC_MATCHES = "argus.matches.v2"
+TOPIC_ALERTS = "argus.alerts.v2"
+#: Versions no stage reads any more, and what to do about a message of one (it is dead-lettered with this hint).
+RETIRED_SCHEMAS = {
+    f"argus.{t}.v1": "a pre-track version: drain the pipeline and upgrade every stage together (README 'Upgrading')"
+    for t in ("faces", "matches", "alerts")
+}
 TOPIC_DEADLETTER = "argus.deadletter.v1"
 
 CameraId = Annotated[str, Field(pattern=SLUG_PATTERN)]
@@ -79,31 +84,49 @@ class Quality(_Wire):
     blur: float = Field(ge=0)
 
 
-class FaceV1(_Wire):
+class FaceV2(_Wire):
+    """One detected face and the track it belongs to. Only the faces the tracker picked for identification carry an
+    embedding and a crop (``embedded``); the others are counted and tracked, not named."""
+
     index: int = Field(ge=0)
+    track_id: str = Field(min_length=1)
+    track_state: Literal["tentative", "confirmed", "lost"]
+    face_score: Unit  # argus.tracking.face_score: size x sharpness x frontal pose x detector score
     box: tuple[float, float, float, float]
     landmarks: tuple[float, ...] = Field(min_length=10, max_length=10)
     det_score: Unit
     quality: Quality
-    embedding: bytes = Field(min_length=4)  # little-endian float32, unit norm
+    embedded: bool
+    embedding: bytes  # little-endian float32, unit norm; empty when not embedded
     emotion: tuple[float, ...] = Field(min_length=7, max_length=7)
-    crop_jpeg: bytes
+    crop_jpeg: bytes  # the aligned crop the embedder saw; empty when not embedded
 
     def embedding_array(self) -> np.ndarray:
         return _f32_array(self.embedding, "embedding")
 
 
-class FacesV1(_FrameMessage):
-    """All faces found in one frame. Frames without faces produce no message (they are only counted)."""
+class EndedTrackV2(_Wire):
+    """A track that ended in this frame (the person left, the camera reset): downstream state for it can go."""
+
+    track_id: str = Field(min_length=1)
+    reason: str
+    first_seq: int = Field(ge=0)
+    last_seq: int = Field(ge=0)
+    hits: int = Field(ge=0)
+
+
+class FacesV2(_FrameMessage):
+    """The faces of one frame with their tracks. A frame with neither faces nor ended tracks produces no message."""
 
     SCHEMA: ClassVar[str] = TOPIC_FACES
-    schema_id: Literal["argus.faces.v1"] = "argus.faces.v1"
+    schema_id: Literal["argus.faces.v2"] = "argus.faces.v2"
     ts_infer: float = Field(gt=0)
     frame_width: int = Field(gt=0)
     frame_height: int = Field(gt=0)
     detector: str
     embedder: str
-    faces: tuple[FaceV1, ...] = Field(min_length=1)
+    faces: tuple[FaceV2, ...]
+    ended: tuple[EndedTrackV2, ...] = ()
 
 
 class CandidateV1(_Wire):
@@ -113,10 +136,18 @@ class CandidateV1(_Wire):
     score: float
 
 
-class FaceMatchV1(_Wire):
-    """One face that matched a watch-list, with the evidence a reviewer needs to judge it."""
+class TrackMatchV2(_Wire):
+    """A track's decision, revised as better faces arrive, with the evidence a reviewer needs to judge it.
 
-    face_index: int = Field(ge=0)
+    ``revision`` counts the decisions published for this track (1 = first); ``matched`` False withdraws an earlier
+    match (later faces disagreed). The face fields are the track's best embedded face so far.
+    """
+
+    track_id: str = Field(min_length=1)
+    revision: int = Field(ge=1)
+    matched: bool
+    outcome: str  # argus.decisions.TrackOutcome
+    face_index: int = Field(ge=0)  # the face of this frame that led to this revision
     event_id: str
     box: tuple[float, float, float, float]
     det_score: Unit
@@ -127,18 +158,24 @@ class FaceMatchV1(_Wire):
     person_id: str
     display_name: str
     watchlist: str
-    score: float
+    score: float  # the track-level score (mean of the person's best face scores)
     threshold: float
-    margin: float  # score minus the runner-up person's score: a small margin means an ambiguous match
-    candidates: tuple[CandidateV1, ...]  # top-k, best first, one per person (includes the match itself)
+    margin: float  # lead over the best other identity, cohort faces included: small = ambiguous
+    candidates: tuple[CandidateV1, ...]  # top-k of the best face, best first, one per person
+    faces_seen: int = Field(ge=1)
+    faces_embedded: int = Field(ge=1)
+    faces_supporting: int = Field(ge=0)
+    score_history: tuple[float, ...]  # the person's score on each embedded face, in capture order
+    first_seq: int = Field(ge=0)
+    ts_first: float = Field(gt=0)
 
 
-class MatchesV1(_FrameMessage):
+class MatchesV2(_FrameMessage):
     SCHEMA: ClassVar[str] = TOPIC_MATCHES
-    schema_id: Literal["argus.matches.v1"] = "argus.matches.v1"
+    schema_id: Literal["argus.matches.v2"] = "argus.matches.v2"
     ts_match: float = Field(gt=0)
     gallery_version: int = Field(ge=0)
-    matches: tuple[FaceMatchV1, ...] = Field(min_length=1)
+    matches: tuple[TrackMatchV2, ...] = Field(min_length=1)
 
 
 class LocationV1(_Wire):
@@ -148,13 +185,24 @@ class LocationV1(_Wire):
     zone: str
 
 
-class AlertV1(_Message):
-    """Who was seen, where and when, with the evidence (score, threshold, margin, runner-ups, crop)."""
+class AlertV2(_Message):
+    """Who was seen, where and when, with the evidence (score, threshold, margin, runner-ups, crop, the track).
+
+    One alert per track: later, better faces *revise* it (same ``alert_id``, higher ``revision``; ``withdrawn``
+    when the track no longer names anybody) — never a second alert for the same visit.
+    """
 
     SCHEMA: ClassVar[str] = TOPIC_ALERTS
-    schema_id: Literal["argus.alerts.v1"] = "argus.alerts.v1"
+    schema_id: Literal["argus.alerts.v2"] = "argus.alerts.v2"
     alert_id: str
     event_id: str
+    track_id: str = ""
+    revision: int = Field(default=1, ge=1)
+    withdrawn: bool = False
+    faces_seen: int = Field(default=1, ge=1)
+    faces_embedded: int = Field(default=1, ge=1)
+    faces_supporting: int = Field(default=1, ge=0)
+    score_history: tuple[float, ...] = ()
     camera_id: CameraId
     camera_name: str
     location: LocationV1
@@ -177,7 +225,7 @@ class AlertV1(_Message):
     gallery_version: int = Field(ge=0)
 
 
-MESSAGE_TYPES: dict[str, type[_Message]] = {m.SCHEMA: m for m in (FrameV1, FacesV1, MatchesV1, AlertV1)}
+MESSAGE_TYPES: dict[str, type[_Message]] = {m.SCHEMA: m for m in (FrameV1, FacesV2, MatchesV2, AlertV2)}
 M = TypeVar("M", bound=_Message)
 
 
@@ -196,7 +244,8 @@ def decode(data: bytes, expected: type[M]) -> M:
     sid = raw.get("schema_id")
     if sid != expected.SCHEMA:
         known = ", ".join(sorted(MESSAGE_TYPES))
-        raise SchemaError(f"expected schema {expected.SCHEMA!r}, got {sid!r} (known schemas: {known})")
+        hint = f": {RETIRED_SCHEMAS[sid]}" if isinstance(sid, str) and sid in RETIRED_SCHEMAS else ""
+        raise SchemaError(f"expected schema {expected.SCHEMA!r}, got {sid!r}{hint} (known schemas: {known})")
     try:
         return expected.model_validate(raw)
     except ValidationError as e:

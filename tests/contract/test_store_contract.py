@@ -15,10 +15,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from wire import matches, track_match
 
 from argus.errors import StoreError
-from argus.ids import event_id
-from argus.schemas import AlertV1, CandidateV1, FaceMatchV1, LocationV1, MatchesV1, Quality
+from argus.schemas import AlertV2, LocationV1, MatchesV2
 from argus.store.base import (
     AlertNotFoundError,
     CameraRecord,
@@ -43,21 +43,11 @@ def _probs(label: str) -> tuple[float, ...]:
 
 
 def _matches(camera_id: str, seq: int, ts: float, person_id: str, emotion: str = "happy",
-             faces: int = 1) -> MatchesV1:
-    fms = []
-    for i in range(faces):
-        cands = (
-            CandidateV1(person_id=person_id, display_name=person_id.title(), watchlist="vip", score=0.81),
-            CandidateV1(person_id="p-other", display_name="Other", watchlist="vip", score=0.52),
-        )
-        fms.append(FaceMatchV1(
-            face_index=i, event_id=event_id(camera_id, seq, i), box=(10.0 + i, 20.0, 90.0, 120.5),
-            det_score=0.98, quality=Quality(size=80.0, blur=140.5), emotion=_probs(emotion), emotion_label=emotion,
-            crop_jpeg=CROPS.get(emotion, CROPS["happy"]), person_id=person_id, display_name=person_id.title(),
-            watchlist="vip", score=0.81, threshold=0.6, margin=0.29, candidates=cands,
-        ))
-    return MatchesV1(camera_id=camera_id, seq=seq, ts_capture=ts, ts_match=ts + 0.2, gallery_version=3,
-                     matches=tuple(fms))
+             faces: int = 1) -> MatchesV2:
+    fms = [track_match(camera_id, seq, person_id=person_id, face_index=i, emotion=_probs(emotion),
+                       emotion_label=emotion, crop_jpeg=CROPS.get(emotion, CROPS["happy"]),
+                       display_name=person_id.title(), watchlist="vip", score=0.81) for i in range(faces)]
+    return matches(camera_id, seq, ts, *fms, gallery_version=3)
 
 
 def _events(camera_id: str, seq: int, ts: float, person_id: str, emotion: str = "happy",
@@ -67,10 +57,10 @@ def _events(camera_id: str, seq: int, ts: float, person_id: str, emotion: str = 
 
 
 def _alert(camera_id: str, person_id: str, ts_capture: float, *, ts_alert: float | None = None,
-           seq: int = 1, alert_id: str | None = None) -> AlertV1:
+           seq: int = 1, alert_id: str | None = None) -> AlertV2:
     m = _matches(camera_id, seq, ts_capture, person_id)
     fm = m.matches[0]
-    return AlertV1(
+    return AlertV2(
         alert_id=alert_id or f"a-{camera_id}-{person_id}-{seq}", event_id=fm.event_id, camera_id=camera_id,
         camera_name=f"Camera {camera_id}",
         location=LocationV1(lat=52.5163, lon=13.3777, address="Pariser Platz 1, Berlin", zone="north"),

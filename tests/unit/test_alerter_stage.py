@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from wire import matches, track_match
 
 from argus.bus.base import Record
 from argus.bus.memory import MemoryBus
@@ -14,7 +15,7 @@ from argus.errors import ConfigError, StoreError
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
-from argus.schemas import TOPIC_MATCHES, AlertV1, CandidateV1, FaceMatchV1, MatchesV1, Quality, encode
+from argus.schemas import TOPIC_MATCHES, AlertV2, MatchesV2, encode
 from argus.store.sqlite import SqliteEventStore
 from services.alerter.stage import AlerterProcessor
 
@@ -35,22 +36,18 @@ def _processor(res: Resources) -> AlerterProcessor:
     return AlerterProcessor(res, StageMetrics("alerter", registry=CollectorRegistry()), sinks=[])
 
 
-def _item(seq: int, ts: float, cam: str = "north-gate") -> Item[MatchesV1]:
-    cand = CandidateV1(person_id="p1", display_name="P One", watchlist="default", score=0.95)
-    fm = FaceMatchV1(face_index=0, event_id=f"{cam}:{seq}:0", box=(1, 2, 3, 4), det_score=0.99,
-                     quality=Quality(size=90, blur=100), emotion=(0, 0, 0, 1, 0, 0, 0), emotion_label="happy",
-                     crop_jpeg=b"\xff\xd8", person_id="p1", display_name="P One", watchlist="default",
-                     score=0.95, threshold=0.9, margin=0.2, candidates=(cand,))
-    m = MatchesV1(camera_id=cam, seq=seq, ts_capture=ts, ts_match=ts + 0.1, gallery_version=1, matches=(fm,))
+def _item(seq: int, ts: float, cam: str = "north-gate", **kw: object) -> Item[MatchesV2]:
+    """A track decision; by default every seq is its own track (a new visit), revision 1."""
+    m = matches(cam, seq, ts, track_match(cam, seq, **kw))  # type: ignore[arg-type]
     return Item(Record(topic=TOPIC_MATCHES, partition=0, offset=seq, key=cam.encode(), value=encode(m),
                        timestamp_ms=0), m)
 
 
-def _alerts(outputs: list) -> list[AlertV1]:
-    return [o.message for o in outputs if isinstance(o, Output) and isinstance(o.message, AlertV1)]
+def _alerts(outputs: list) -> list[AlertV2]:
+    return [o.message for o in outputs if isinstance(o, Output) and isinstance(o.message, AlertV2)]
 
 
-def test_a_redelivered_opening_sighting_sends_the_same_alert_again_and_keeps_one_in_the_store(resources):
+def test_a_redelivered_decision_sends_the_same_alert_again_and_keeps_one_in_the_store(resources):
     first = _alerts(_processor(resources).process([_item(1, T), _item(2, T + 5)]))
     assert len(first) == 1
     # the alerter crashed after writing the store but before its outputs were committed: the batch comes again
@@ -60,6 +57,32 @@ def test_a_redelivered_opening_sighting_sends_the_same_alert_again_and_keeps_one
     assert resources.store.count_alerts() == 1
     (opening,) = [e for e in resources.store.query_events() if e.seq == 1]
     assert opening.alert_id == first[0].alert_id
+
+
+def test_a_later_revision_of_the_same_track_rewrites_the_same_alert_never_a_second_one(resources):
+    p = _processor(resources)
+    (first,) = _alerts(p.process([_item(1, T, track_id="north-gate:1:0", person_id="p1")]))
+    # better faces of the same track name another person: the alert is revised, not doubled
+    (second,) = _alerts(p.process([_item(5, T + 2, track_id="north-gate:1:0", person_id="p2", revision=2)]))
+    assert second.alert_id == first.alert_id and second.revision == 2 and second.person_id == "p2"
+    (third,) = _alerts(p.process([_item(9, T + 4, track_id="north-gate:1:0", person_id="p2", revision=3,
+                                        matched=False)]))
+    assert third.alert_id == first.alert_id and third.withdrawn
+    assert resources.store.count_alerts() == 1
+    stored = resources.store.get_alert(first.alert_id)
+    assert stored is not None and stored.alert.revision == 3 and stored.alert.withdrawn
+    # the older revision replayed after the newer one changes nothing
+    assert _alerts(_processor(resources).process([_item(5, T + 2, track_id="north-gate:1:0", person_id="p2",
+                                                        revision=2)])) == []
+    assert resources.store.get_alert(first.alert_id).alert.revision == 3  # type: ignore[union-attr]
+
+
+def test_a_second_track_of_the_same_visit_inside_the_cooldown_raises_no_second_alert(resources):
+    p = _processor(resources)
+    assert len(_alerts(p.process([_item(1, T, track_id="north-gate:1:0")]))) == 1
+    # the partition moved (or an occlusion split the track): the same person on a new track 20 s later
+    assert _alerts(_processor(resources).process([_item(100, T + 20, track_id="north-gate:100:0")])) == []
+    assert resources.store.count_alerts() == 1
 
 
 def test_a_restarted_alerter_keeps_the_cooldown_from_the_store(resources):

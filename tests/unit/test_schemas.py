@@ -6,10 +6,10 @@ import pytest
 
 from argus.errors import SchemaError
 from argus.schemas import (
-    FacesV1,
-    FaceV1,
+    FacesV2,
+    FaceV2,
     FrameV1,
-    MatchesV1,
+    MatchesV2,
     Quality,
     decode,
     embedding_bytes,
@@ -25,13 +25,13 @@ def _frame(**kw: object) -> FrameV1:
     return FrameV1(**base)  # type: ignore[arg-type]
 
 
-def _faces() -> FacesV1:
+def _faces() -> FacesV2:
     emb = np.random.default_rng(0).standard_normal(128).astype(np.float32)
     emb /= np.linalg.norm(emb)
-    face = FaceV1(index=0, box=(1, 2, 3, 4), landmarks=tuple(range(10)), det_score=0.99,
-                  quality=Quality(size=80, blur=120), embedding=embedding_bytes(emb), emotion=(0.1,) * 7,
-                  crop_jpeg=b"\xff\xd8")
-    return FacesV1(camera_id="gate-1", seq=7, ts_capture=time.time(), ts_infer=time.time(), frame_width=640,
+    face = FaceV2(index=0, track_id="gate-1:7:0", track_state="tentative", face_score=0.8, box=(1, 2, 3, 4),
+                  landmarks=tuple(range(10)), det_score=0.99, quality=Quality(size=80, blur=120), embedded=True,
+                  embedding=embedding_bytes(emb), emotion=(0.1,) * 7, crop_jpeg=b"\xff\xd8")
+    return FacesV2(camera_id="gate-1", seq=7, ts_capture=time.time(), ts_infer=time.time(), frame_width=640,
                    frame_height=360, detector="mtcnn", embedder="dlib-resnet", faces=(face,))
 
 
@@ -44,10 +44,10 @@ def test_frame_round_trips_through_the_wire_codec_with_jpeg_bytes_intact():
 def test_embedding_travels_as_binary_float32_not_json_floats():
     msg = _faces()
     data = encode(msg)
-    back = decode(data, FacesV1)
+    back = decode(data, FacesV2)
     np.testing.assert_array_equal(back.faces[0].embedding_array(), msg.faces[0].embedding_array())
     assert msg.faces[0].embedding in data  # the 512 raw float32 bytes, verbatim
-    assert len(data) < 1100  # JSON floats alone would need ~2.5 kB
+    assert len(data) < 1200  # JSON floats alone would need ~2.5 kB
 
 
 def test_unknown_schema_version_is_rejected_naming_both_versions():
@@ -83,8 +83,16 @@ def test_unknown_extra_field_is_rejected():
 
 
 def test_message_of_another_topic_is_rejected():
-    with pytest.raises(SchemaError, match="expected schema 'argus.matches.v1', got 'argus.faces.v1'"):
-        decode(encode(_faces()), MatchesV1)
+    with pytest.raises(SchemaError, match="expected schema 'argus.matches.v2', got 'argus.faces.v2'"):
+        decode(encode(_faces()), MatchesV2)
+
+
+def test_a_pre_track_v1_message_is_refused_with_what_to_do():
+    raw = msgpack.unpackb(encode(_faces()))
+    raw["schema_id"] = "argus.faces.v1"
+    with pytest.raises(SchemaError, match=r"got 'argus.faces.v1': a pre-track version: drain the pipeline and "
+                                          r"upgrade every stage together"):
+        decode(msgpack.packb(raw), FacesV2)
 
 
 def test_embedding_with_wrong_length_is_rejected():

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from wire import matches
 
 from argus.bus.memory import MemoryBus
 from argus.config import load_settings
@@ -24,13 +25,9 @@ from argus.schemas import (
     TOPIC_FACES,
     TOPIC_FRAMES,
     TOPIC_MATCHES,
-    CandidateV1,
     DeadLetterV1,
-    FaceMatchV1,
-    FacesV1,
+    FacesV2,
     FrameV1,
-    MatchesV1,
-    Quality,
     decode,
     encode,
 )
@@ -70,7 +67,7 @@ def test_a_corrupt_jpeg_is_dead_lettered_naming_camera_and_frame_and_good_frames
     assert isinstance(svc, StageRunner)  # consuming stages are runners: drive them one batch at a time
     while svc.run_once():
         pass
-    faces = [decode(v, FacesV1) for v in _read_all(bus, TOPIC_FACES)]
+    faces = [decode(v, FacesV2) for v in _read_all(bus, TOPIC_FACES)]
     assert {f.seq for f in faces} >= {0, 3}
     dead = [decode(v, DeadLetterV1) for v in _read_all(bus, TOPIC_DEADLETTER)]
     corrupt = [d for d in dead if d.error_kind == "corrupt_frame"]
@@ -97,18 +94,8 @@ def test_enrollment_photo_without_a_face_is_rejected_by_name(resources):
 def test_matches_for_an_unknown_camera_are_dead_lettered_and_known_cameras_still_alert(resources):
     bus = resources.bus
     svc = build_service("alerter", resources)
-    cand = CandidateV1(person_id="p1", display_name="P One", watchlist="default", score=0.95)
-
-    def matches(cam: str, seq: int) -> MatchesV1:
-        fm = FaceMatchV1(face_index=0, event_id=f"{cam}:{seq}:0", box=(1, 2, 3, 4), det_score=0.99,
-                         quality=Quality(size=90, blur=100), emotion=(0, 0, 0, 1, 0, 0, 0), emotion_label="happy",
-                         crop_jpeg=b"\xff\xd8", person_id="p1", display_name="P One", watchlist="default",
-                         score=0.95, threshold=0.9, margin=0.2, candidates=(cand,))
-        return MatchesV1(camera_id=cam, seq=seq, ts_capture=time.time(), ts_match=time.time(), gallery_version=1,
-                         matches=(fm,))
-
-    bus.publish(TOPIC_MATCHES, key=b"nowhere-cam", value=encode(matches("nowhere-cam", 1)))
-    bus.publish(TOPIC_MATCHES, key=b"north-gate", value=encode(matches("north-gate", 2)))
+    bus.publish(TOPIC_MATCHES, key=b"nowhere-cam", value=encode(matches("nowhere-cam", 1, time.time())))
+    bus.publish(TOPIC_MATCHES, key=b"north-gate", value=encode(matches("north-gate", 2, time.time())))
     assert isinstance(svc, StageRunner)  # consuming stages are runners: drive them one batch at a time
     while svc.run_once():
         pass

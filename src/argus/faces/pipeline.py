@@ -8,15 +8,16 @@ in-process ONNX Runtime and Triton give the same faces for the same frames.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from argus.errors import ConfigError
+from argus.errors import ConfigError, InputError
 from argus.faces.align import align_faces, emotion_crops
 from argus.faces.embedder import FaceEmbedder
 from argus.faces.emotion import EmotionClassifier
 from argus.faces.quality import assess
-from argus.faces.types import Detections, Face
+from argus.faces.types import Detections, Face, FaceQuality, check_array
 from argus.imaging import as_bgr
 from argus.inference.backend import InferenceBackend
 
@@ -65,31 +66,57 @@ class FacePipeline:
         """Detections for one frame (what ``argus eval faces`` needs)."""
         return self._detect([as_bgr(frame)])[0]
 
-    def process(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Faces per frame, in frame order; a frame without faces gives an empty list."""
+    def locate(self, frames: Sequence[np.ndarray]) -> list[FrameFaces]:
+        """Detect, align and grade every face of every frame (one batched detector pass), without embedding:
+        the tracker decides which faces are worth the embedder (argus.tracking.should_embed)."""
         bgr = [as_bgr(f, where=f"frame {i}") for i, f in enumerate(frames)]
         dets = self._detect(bgr) if bgr else []
-        aligned: list[np.ndarray] = []
-        grey: list[np.ndarray] = []
+        out = []
         for frame, d in zip(bgr, dets, strict=True):
-            if len(d):
-                aligned.append(align_faces(frame, d.landmarks))
-                grey.append(emotion_crops(frame, d.boxes))
-        if not aligned:
-            return [[] for _ in bgr]
-        crops = np.concatenate(aligned)
+            crops = align_faces(frame, d.landmarks)
+            out.append(FrameFaces(
+                detections=d, crops=crops, grey=emotion_crops(frame, d.boxes),
+                quality=tuple(assess(d.boxes[j], crops[j]) for j in range(len(d))),
+            ))
+        return out
+
+    def process(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces per frame, in frame order, every face embedded; a frame without faces gives an empty list."""
+        located = self.locate(frames)
+        if not any(len(f.detections) for f in located):
+            return [[] for _ in located]
+        crops = np.concatenate([f.crops for f in located])
         embeddings = self.embedder.embed(crops)
-        emotions = self.emotion.classify(np.concatenate(grey))
+        emotions = self.emotion.classify(np.concatenate([f.grey for f in located]))
         out: list[list[Face]] = []
         i = 0
-        for d in dets:
+        for f in located:
+            d = f.detections
             faces: list[Face] = []
             for j in range(len(d)):
                 faces.append(Face(
                     box=d.boxes[j], landmarks=d.landmarks[j], det_score=float(d.scores[j]),
                     embedding=embeddings[i], emotion=emotions[i].astype(np.float32),
-                    quality=assess(d.boxes[j], crops[i]), crop=crops[i],
+                    quality=f.quality[j], crop=crops[i],
                 ))
                 i += 1
             out.append(faces)
         return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameFaces:
+    """One frame's faces before embedding: detections, the aligned crops the embedder would see, the grey crops the
+    emotion model sees, and each face's quality."""
+
+    detections: Detections
+    crops: np.ndarray  # (N, 150, 150, 3) BGR uint8
+    grey: np.ndarray  # (N, 64, 64) uint8
+    quality: tuple[FaceQuality, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.detections)
+        check_array("crops", self.crops, (n, None, None, 3), np.uint8)
+        check_array("grey", self.grey, (n, None, None), np.uint8)
+        if len(self.quality) != n:
+            raise InputError(f"quality: expected {n} entries, got {len(self.quality)}")

@@ -27,6 +27,9 @@ from argus.ids import SLUG_RULE, is_slug
 
 #: Embeddings come out of an L2-normalising embedder; the same tolerance as :class:`argus.faces.types.Face`.
 NORM_TOLERANCE = 0.01
+#: The watch-list of cohort persons: unrelated people who are never named, only searched with the listed ones so a
+#: face that resembles everybody finds a cohort face as its runner-up (see argus.decisions.decide_track).
+COHORT_WATCHLIST = "cohort"
 MAX_DISPLAY_NAME = 200
 
 

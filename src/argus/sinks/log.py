@@ -12,12 +12,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from argus.schemas import AlertV1
+from argus.schemas import AlertV2
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:+/@")
 
 
-def alert_fields(alert: AlertV1) -> dict[str, Any]:
+def alert_fields(alert: AlertV2) -> dict[str, Any]:
     """What a responder needs from the alert, in reading order; no crop bytes."""
     return {
         "alert_id": alert.alert_id,
@@ -52,7 +52,7 @@ class LogSink:
         self._log = logger or logging.getLogger("argus.alerts")
         self._level = level
 
-    def send(self, alert: AlertV1) -> None:
+    def send(self, alert: AlertV2) -> None:
         fields = alert_fields(alert)
         line = "ALERT " + " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
         self._log.log(self._level, "%s", line, extra={"alert": fields})

@@ -24,14 +24,14 @@ from typing import Any
 from argus.cameras import redact_url
 from argus.errors import ConfigError, SinkError
 from argus.retry import Backoff
-from argus.schemas import AlertV1
+from argus.schemas import AlertV2
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_4XX = frozenset({408, 429})
 
 
-def alert_payload(alert: AlertV1) -> dict[str, Any]:
+def alert_payload(alert: AlertV2) -> dict[str, Any]:
     body = alert.model_dump(mode="json", exclude={"crop_jpeg"})
     body["crop_jpeg_b64"] = base64.b64encode(alert.crop_jpeg).decode("ascii")
     return body
@@ -65,7 +65,7 @@ class WebhookSink:
         # No proxies from the environment: alerts go straight to the configured endpoint.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def send(self, alert: AlertV1) -> None:
+    def send(self, alert: AlertV2) -> None:
         data = json.dumps(alert_payload(alert), separators=(",", ":")).encode()
         headers = {**self._headers, "Idempotency-Key": alert.alert_id}
         last = "no attempt"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args
 
 from argus.errors import StoreError
 from argus.ids import event_id
-from argus.schemas import AlertV1, FaceMatchV1, LocationV1, MatchesV1
+from argus.schemas import AlertV2, LocationV1, MatchesV2, TrackMatchV2
 
 if TYPE_CHECKING:
     from argus.cameras import Camera
@@ -77,11 +77,16 @@ class SightingEvent:
     ts_match: float
     gallery_version: int
     crop_jpeg: bytes | None = None  # None when ARGUS_STORE_CROPS is off
-    alert_id: str | None = None  # set on the sighting that raised an alert
+    alert_id: str | None = None  # set on the sighting that raised (or revised) an alert
+    track_id: str = ""  # the face track this decision is about
+    revision: int = 1  # the track's decision number (a later revision names another person or withdraws)
+    matched: bool = True  # False: this revision withdrew the track's earlier match
+    faces_seen: int = 1
+    faces_embedded: int = 1
 
     @classmethod
     def from_match(
-        cls, matches: MatchesV1, match: FaceMatchV1, *, store_crop: bool = True, alert_id: str | None = None
+        cls, matches: MatchesV2, match: TrackMatchV2, *, store_crop: bool = True, alert_id: str | None = None
     ) -> SightingEvent:
         return cls(
             event_id=match.event_id or event_id(matches.camera_id, matches.seq, match.face_index),
@@ -105,6 +110,11 @@ class SightingEvent:
             gallery_version=matches.gallery_version,
             crop_jpeg=match.crop_jpeg if store_crop else None,
             alert_id=alert_id,
+            track_id=match.track_id,
+            revision=match.revision,
+            matched=match.matched,
+            faces_seen=match.faces_seen,
+            faces_embedded=match.faces_embedded,
         )
 
     def with_alert(self, alert_id: str) -> SightingEvent:
@@ -144,31 +154,36 @@ class SightingEvent:
                 gallery_version=int(doc["gallery_version"]),
                 crop_jpeg=bytes(crop) if crop is not None else None,
                 alert_id=doc.get("alert_id"),
+                track_id=str(doc.get("track_id", "")),
+                revision=int(doc.get("revision", 1)),
+                matched=bool(doc.get("matched", True)),
+                faces_seen=int(doc.get("faces_seen", 1)),
+                faces_embedded=int(doc.get("faces_embedded", 1)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise StoreError(f"stored event {doc.get('event_id')!r} is malformed: {e!r}") from e
 
 
-def alert_doc(alert: AlertV1) -> dict[str, Any]:
-    """AlertV1 as a plain document without the crop (JSON-safe: tuples become lists)."""
+def alert_doc(alert: AlertV2) -> dict[str, Any]:
+    """AlertV2 as a plain document without the crop (JSON-safe: tuples become lists)."""
     d = alert.model_dump(mode="json", exclude={"crop_jpeg"})
     return d
 
 
-def alert_from_doc(doc: Mapping[str, Any], crop: bytes | None) -> AlertV1:
-    fields = {k: v for k, v in doc.items() if k in AlertV1.model_fields}
+def alert_from_doc(doc: Mapping[str, Any], crop: bytes | None) -> AlertV2:
+    fields = {k: v for k, v in doc.items() if k in AlertV2.model_fields}
     fields["crop_jpeg"] = bytes(crop) if crop is not None else b""
     try:
-        return AlertV1.model_validate(fields)
+        return AlertV2.model_validate(fields)
     except Exception as e:  # pydantic ValidationError: name the alert, not the library
         raise StoreError(f"stored alert {doc.get('alert_id')!r} is malformed: {e}") from e
 
 
 @dataclass(frozen=True)
 class AlertRecord:
-    """A stored alert plus its triage state. The alert itself stays exactly the AlertV1 that went out."""
+    """A stored alert plus its triage state. The alert itself stays exactly the AlertV2 that went out."""
 
-    alert: AlertV1
+    alert: AlertV2
     status: AlertStatus = "new"
     acked_by: str | None = None
     acked_at: float | None = None
@@ -241,7 +256,7 @@ class EventStore(Protocol):
         """Upsert by event_id. An event without alert_id never clears one already stored."""
         ...
 
-    def put_alert(self, alert: AlertV1) -> None:
+    def put_alert(self, alert: AlertV2) -> None:
         """Upsert by alert_id; a new alert starts as status "new", an existing one keeps its triage state."""
         ...
 
@@ -273,7 +288,7 @@ class EventStore(Protocol):
 
     def get_alert(self, alert_id: str) -> AlertRecord | None: ...
 
-    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV1 | None:
+    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV2 | None:
         """The alert with the latest *capture* time for (person, camera), optionally among those captured at or
         before ``at_or_before``: the cooldown runs in capture time and judges a sighting by what came before it."""
         ...

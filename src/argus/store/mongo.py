@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 from argus.cameras import redact_url
 from argus.errors import StoreError
-from argus.schemas import AlertV1
+from argus.schemas import AlertV2
 from argus.store.base import (
     AlertNotFoundError,
     AlertRecord,
@@ -186,7 +186,7 @@ class MongoEventStore:
 
     # -- alerts ---------------------------------------------------------------------------------------------
 
-    def put_alert(self, alert: AlertV1) -> None:
+    def put_alert(self, alert: AlertV2) -> None:
         doc = alert_doc(alert)
         doc.update(crop_jpeg=alert.crop_jpeg, captured_at=_utc(alert.ts_capture), alerted_at=_utc(alert.ts_alert),
                    **self._expiry(alert.ts_alert))
@@ -217,7 +217,7 @@ class MongoEventStore:
             doc = self._alerts.find_one({"_id": alert_id})
         return _alert_record(doc) if doc is not None else None
 
-    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV1 | None:
+    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV2 | None:
         query: dict[str, Any] = {"person_id": person_id, "camera_id": camera_id}
         if at_or_before is not None:
             query["ts_capture"] = {"$lte": float(at_or_before)}
