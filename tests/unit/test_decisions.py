@@ -9,11 +9,15 @@ import pytest
 from argus.decisions import (
     NO_RUNNER_UP_SCORE,
     AlertAction,
+    IdentifyRule,
     PriorAlert,
     QualityFloor,
     Thresholds,
+    TrackFace,
+    TrackOutcome,
     decide_alert,
     decide_match,
+    decide_track,
     face_usable,
     prior_for,
 )
@@ -166,3 +170,74 @@ def test_a_camera_clock_jumping_back_past_the_cooldown_opens_a_new_alert_instead
     # an alert at T+3600, then the camera's clock is stepped back an hour
     actions = _run([("late", T + 3600), ("after-jump", T + 5), ("after-jump-2", T + 20)])
     assert actions == [AlertAction.open, AlertAction.open, AlertAction.suppress]
+
+
+# ---- per-track identification -----------------------------------------------------------------------------------
+RULE = IdentifyRule(min_size=60.0, min_faces=2, min_margin=0.03, top_k=3)
+LISTED = {"ann": "default", "vic": "vip"}
+
+
+def _faces(*rows: tuple[float, dict[str, float]]) -> list[TrackFace]:
+    return [TrackFace(size=size, weight=0.8, candidates=tuple(c.items())) for size, c in rows]
+
+
+@dataclass(frozen=True)
+class TrackCase:
+    name: str
+    faces: list[TrackFace]
+    outcome: TrackOutcome
+    person: str | None = None
+    camera_threshold: float | None = None
+
+
+TRACK_CASES = [
+    TrackCase("two agreeing large faces", _faces((90, {"ann": 0.95, "bob-cohort": 0.80}),
+                                                 (85, {"ann": 0.94, "bob-cohort": 0.79})), TrackOutcome.matched, "ann"),
+    TrackCase("one lucky frame is not enough", _faces((90, {"ann": 0.95, "bob-cohort": 0.8})),
+              TrackOutcome.too_few_faces, "ann"),
+    TrackCase("45-px faces are tracked, not named", _faces((45, {"ann": 0.97}), (50, {"ann": 0.96})),
+              TrackOutcome.no_usable_face),
+    TrackCase("a face at exactly the size floor counts", _faces((60, {"ann": 0.95}), (60, {"ann": 0.95})),
+              TrackOutcome.matched, "ann"),
+    TrackCase("below the threshold", _faces((90, {"ann": 0.89}), (90, {"ann": 0.88})),
+              TrackOutcome.below_threshold, "ann"),
+    TrackCase("a stranger close to two listed people", _faces((90, {"ann": 0.93, "vic": 0.92}),
+                                                              (90, {"ann": 0.93, "vic": 0.92})),
+              TrackOutcome.ambiguous, "ann"),
+    TrackCase("closest to a cohort face: nobody on a list", _faces((90, {"zed": 0.95, "ann": 0.93}),
+                                                                   (90, {"zed": 0.95, "ann": 0.92})),
+              TrackOutcome.not_listed, "ann"),
+    TrackCase("a listed face that also resembles a cohort face by less than the margin",
+              _faces((90, {"ann": 0.95, "zed": 0.94}), (90, {"ann": 0.95, "zed": 0.93})), TrackOutcome.ambiguous,
+              "ann"),
+    TrackCase("the vip list's own threshold", _faces((90, {"vic": 0.93}), (90, {"vic": 0.93})),
+              TrackOutcome.below_threshold, "vic"),
+    TrackCase("a camera stricter than the list", _faces((90, {"ann": 0.93}), (90, {"ann": 0.93})),
+              TrackOutcome.below_threshold, "ann", camera_threshold=0.95),
+    TrackCase("the best three faces decide, not a bad one", _faces((90, {"ann": 0.95}), (90, {"ann": 0.96}),
+                                                                   (90, {"ann": 0.94}), (70, {"ann": 0.60})),
+              TrackOutcome.matched, "ann"),
+]
+
+
+@pytest.mark.parametrize("case", TRACK_CASES, ids=[c.name for c in TRACK_CASES])
+def test_a_track_names_a_listed_person_only_on_enough_clear_evidence(case: TrackCase):
+    d = decide_track(case.faces, listed=LISTED, thresholds=THRESHOLDS, rule=RULE,
+                     camera_threshold=case.camera_threshold)
+    assert d.outcome is case.outcome
+    assert d.person_id == case.person
+    assert d.matched is (case.outcome is TrackOutcome.matched)
+
+
+def test_a_track_score_is_the_mean_of_the_persons_best_faces_and_the_margin_counts_cohort_faces():
+    d = decide_track(_faces((90, {"ann": 0.96, "zed": 0.90}), (90, {"ann": 0.94, "zed": 0.91}),
+                            (90, {"ann": 0.92, "zed": 0.89}), (90, {"ann": 0.70, "zed": 0.60})),
+                     listed=LISTED, thresholds=THRESHOLDS, rule=RULE)
+    assert d.score == pytest.approx((0.96 + 0.94 + 0.92) / 3)
+    assert d.margin == pytest.approx(d.score - (0.91 + 0.90 + 0.89) / 3)
+    assert (d.faces, d.supporting) == (4, 4)
+
+
+def test_an_identify_rule_with_impossible_numbers_is_refused():
+    with pytest.raises(ConfigError, match="identify rule"):
+        IdentifyRule(min_faces=0)
