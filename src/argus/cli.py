@@ -104,12 +104,22 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
             person = Person(person_id=args.person_id, display_name=args.name or args.person_id,
                             watchlist=args.watchlist, notes=args.notes)
+            from argus.decisions import Thresholds
+            from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
+
+            s = res.settings
+            threshold = Thresholds.from_settings(match_threshold=s.match_threshold,
+                                                 watchlist_thresholds=s.watchlist_thresholds,
+                                                 model_default=DEFAULT_MATCH_THRESHOLD).for_watchlist(args.watchlist)
             r = enroll_person(pipeline=res.pipeline, gallery=g, person=person, images=[Path(p) for p in args.images],
-                              actor=args.actor, reason=args.reason, store=res.store)
+                              actor=args.actor, reason=args.reason, store=res.store, threshold=threshold)
             for path, why in r.rejected.items():
                 print(f"rejected {path}: {why}", file=sys.stderr)
+            for other, score in r.look_alikes.items():
+                print(f"warning: {r.person_id} already matches listed person {other} at cosine {score:.3f}: one "
+                      "may be named for the other on camera", file=sys.stderr)
             print(json.dumps({"enrolled": r.person_id, "images": len(r.accepted), "rejected": len(r.rejected),
-                              "gallery_version": g.version}))
+                              "look_alikes": r.look_alikes, "gallery_version": g.version}))
         elif args.gallery_cmd == "list":
             for p in g.persons():
                 print(json.dumps(p.to_dict(), default=str))

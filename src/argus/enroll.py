@@ -13,19 +13,21 @@ from pathlib import Path
 import numpy as np
 
 from argus.errors import InputError, NoFaceError
+from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
 from argus.faces.pipeline import FacePipeline
-from argus.gallery.base import Gallery, Person
+from argus.gallery.base import COHORT_WATCHLIST, Gallery, Person
 from argus.imaging import read_image
 from argus.store.base import EventStore, PersonRecord
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EnrollResult:
     person_id: str
     accepted: list[str]
     rejected: dict[str, str]  # path -> reason
+    look_alikes: dict[str, float]  # person already listed -> cosine to the new photos, at or above the threshold
 
 
 def embed_single_face(pipeline: FacePipeline, path: Path) -> np.ndarray:
@@ -52,9 +54,22 @@ def record_person(store: EventStore, person: Person, *, gallery: Gallery, actor:
                                      watchlist=person.watchlist, note=person.notes, attributes=attributes))
 
 
+def look_alikes(gallery: Gallery, person: Person, embeddings: np.ndarray, threshold: float) -> dict[str, float]:
+    """Listed persons (cohort excluded) whom the new photos already match at ``threshold``: two entries that match
+    each other will name one for the other on camera, so the operator is told before it happens."""
+    if len(gallery) == 0:
+        return {}
+    found: dict[str, float] = {}
+    for cands in gallery.search(embeddings, 5):
+        for c in cands:
+            if c.person_id != person.person_id and c.watchlist != COHORT_WATCHLIST and c.score >= threshold:
+                found[c.person_id] = max(found.get(c.person_id, -1.0), float(c.score))
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+
 def enroll_person(
     *, pipeline: FacePipeline, gallery: Gallery, person: Person, images: list[Path], actor: str, reason: str,
-    store: EventStore | None = None,
+    store: EventStore | None = None, threshold: float = DEFAULT_MATCH_THRESHOLD,
 ) -> EnrollResult:
     accepted: list[str] = []
     rejected: dict[str, str] = {}
@@ -71,7 +86,12 @@ def enroll_person(
             f"cannot enroll {person.person_id!r}: none of {len(images)} image(s) had exactly one face: "
             + "; ".join(rejected.values())
         )
-    gallery.enroll(person, np.stack(embeddings).astype(np.float32), actor=actor, reason=reason)
+    stacked = np.stack(embeddings).astype(np.float32)
+    similar = look_alikes(gallery, person, stacked, threshold)
+    for other, score in similar.items():
+        log.warning("enroll %s: already matches listed person %s at cosine %.3f (threshold %.2f): one may be "
+                    "named for the other on camera", person.person_id, other, score, threshold)
+    gallery.enroll(person, stacked, actor=actor, reason=reason)
     if store is not None:
         record_person(store, person, gallery=gallery, actor=actor, reason=reason, images=len(embeddings))
-    return EnrollResult(person.person_id, accepted, rejected)
+    return EnrollResult(person_id=person.person_id, accepted=accepted, rejected=rejected, look_alikes=similar)

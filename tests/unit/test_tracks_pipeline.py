@@ -92,3 +92,35 @@ def test_a_strangers_visit_names_nobody(res: Resources):
     faces, matches, alerts = _visit(res, "pyfeat/WolfgangLanger_Pexels.mp4", "market-square")
     assert any(f.embedded for m in faces for f in m.faces)
     assert matches == [] and alerts == []
+
+
+def test_enrolling_someone_who_already_matches_a_listed_person_warns_with_the_score(res: Resources):
+    from argus.enroll import enroll_person
+
+    r = enroll_person(pipeline=res.pipeline, gallery=res.gallery,
+                      person=Person(person_id="obama-alias", display_name="Same man, second entry"),
+                      images=[ASSETS / "faces" / "obama3.jpg"], actor="test", reason="test")
+    assert set(r.look_alikes) == {"obama"} and r.look_alikes["obama"] >= 0.9
+    res.gallery.remove("obama-alias", actor="test", reason="test")
+    r = enroll_person(pipeline=res.pipeline, gallery=res.gallery, person=Person(person_id="biden", display_name="B"),
+                      images=[ASSETS / "faces" / "biden.jpg"], actor="test", reason="test")
+    assert r.look_alikes == {}
+    res.gallery.remove("biden", actor="test", reason="test")
+
+
+def test_a_camera_whose_frame_size_changes_ends_its_tracks_and_starts_new_ones(res: Resources):
+    t0 = time.time()
+    (_, img), = sample_frames(ASSETS / "pyfeat" / "single_face.mp4", 1)
+    inference = InferenceProcessor(res, StageMetrics("inference", registry=CollectorRegistry()))
+    small = img[: img.shape[0] // 2 * 2, : img.shape[1] // 2 * 2]
+    import cv2
+
+    half = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2))
+    out = []
+    for seq, frame in enumerate([img, img, half]):
+        m = FrameV1(camera_id="north-gate", seq=seq, ts_capture=t0 + seq * 0.2, ts_ingest=t0, width=frame.shape[1],
+                    height=frame.shape[0], jpeg=encode_jpeg(frame))
+        out += [o.message for o in inference.process([_item(TOPIC_FRAMES, seq, m)]) if isinstance(o, Output)]
+    first, last = out[0].faces[0].track_id, out[-1]
+    assert [e.reason for e in last.ended] == ["frame_size_changed"] and last.ended[0].track_id == first
+    assert all(f.track_id != first for f in last.faces)
