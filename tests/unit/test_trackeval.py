@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from argus.inference.backend import OnnxRuntimeBackend
 from argus.scenes import FaceBank, build_face_bank
 from argus.trackeval import (
     AlertCounts,
+    SceneRun,
+    SeenFace,
     Sighting,
     TrackResult,
     VisitTruth,
@@ -20,9 +23,11 @@ from argus.trackeval import (
     count_alerts,
     decide_track_vote,
     match_truth,
+    repick,
     track_rates,
     track_truth,
 )
+from argus.tracking import TrackerConfig
 
 T0 = 1000.0
 
@@ -107,9 +112,9 @@ VISITS = (
      dict(alerts=1, false_alerts=0, listed_visits=2, missed_visits=0, covered_visits=1, unseen_visits=1,
           alerts_per_visit=(1,), times_to_alert=(43.0,))),
 ])
-def test_count_alerts(name: str, alerts: list[Sighting], expected: dict[str, object]) -> None:
+def test_count_alerts(name: str, alerts: list[Sighting], expected: dict[str, Any]) -> None:
     got = count_alerts(alerts, VISITS, ["p", "q"], cooldown_s=60.0)
-    assert got == AlertCounts(**expected)  # type: ignore[arg-type]
+    assert got == AlertCounts(**expected)
 
 
 def test_count_alerts_summaries() -> None:
@@ -158,6 +163,24 @@ def test_decide_track_vote(name: str, faces: list[TrackFace], outcome: TrackOutc
     assert (d.outcome, d.person_id) == (outcome, person)
 
 
+def _run(weights: list[float]) -> SceneRun:
+    faces = tuple(SeenFace(frame=k, ts=T0 + k / 5, index=0, size=80, blur=100, weight=w, track_id="t", picked=False,
+                           row=k, visit_id="p#1", identity="p") for k, w in enumerate(weights))
+    return SceneRun(scene="s", seed=0, width=640, height=360, fps=5, frames=len(weights), faces=faces,
+                    embeddings=np.zeros((len(weights), 128), np.float32), visits=(), listed=("p",), enrolled={},
+                    cohort={}, seconds=0.0)
+
+
+@pytest.mark.parametrize(("config", "weights", "picked"), [
+    # first, then 0.7 >= 0.5 * 1.15, then 0.9 >= 0.7 * 1.15; then the cap (the tracking test's table)
+    (TrackerConfig(max_embeddings=3, initial_embeddings=1), [0.5, 0.52, 0.7, 0.71, 0.9, 0.95, 0.99], [0, 2, 4]),
+    (TrackerConfig(), [0.15, 0.18, 0.3, 0.31, 0.2], [2, 3]),  # the default floor 0.2 skips 50-px soft faces
+    (TrackerConfig(min_face_score=0.1), [0.15, 0.18, 0.3, 0.31, 0.2], [0, 1, 2]),
+])
+def test_repick(config: TrackerConfig, weights: list[float], picked: list[int]) -> None:
+    assert [f.frame for f in repick(_run(weights), config).faces if f.picked] == picked
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 TINY_SOURCES = ("faces/obama.jpg", "faces/obama2.jpg", "faces/obama3.jpg", "faces/biden.jpg", "faces/astronaut.png",
@@ -195,6 +218,7 @@ def test_end_to_end_tiny_scene(tiny_bank: tuple[FaceBank, FacePipeline]) -> None
     assert {f.identity for f in run.faces} >= {"obama", "biden"}
     picked = sum(f.picked for f in run.faces)
     assert 0 < picked < len(run.faces)  # the budget embeds a few faces per track, not every frame
+    assert [f.picked for f in repick(run, TrackerConfig()).faces] == [f.picked for f in run.faces]
     setting = Setting(rule=IdentifyRule(min_size=60, min_faces=2, min_margin=0.03, top_k=3), threshold=0.90)
     r = evaluate_tracks(run, Galleries.of(run), setting)
     assert (r["false_alerts"], r["missed_visits"], r["listed_visits"]) == (0, 0, 1)
