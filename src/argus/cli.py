@@ -227,6 +227,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from argus.config import load_settings
     from argus.runtime.resources import Resources
 
+    if args.what == "tracks":  # its own options: python -m argus.trackeval --help
+        from argus import trackeval
+
+        return trackeval.main(list(args.eval_args))
+
     with Resources(load_settings()) as res:
         from argus import evaluation
 
@@ -336,9 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(fn=cmd_dead_letters)
 
     ev = sub.add_parser("eval", help="measure the models on real labelled data")
-    ev.add_argument("what", choices=["faces", "emotion"])
+    ev.add_argument("what", choices=["faces", "emotion", "tracks"],
+                    help="tracks: false alerts / missed visits per generated scene, today's rule vs tracks "
+                         "(options: python -m argus.trackeval --help)")
     ev.add_argument("--data", help="emotion: FER2013-style csv or a folder per class")
-    ev.set_defaults(fn=cmd_eval)
+    ev.set_defaults(fn=cmd_eval, eval_args=[])
 
     dv = sub.add_parser("dev", help="install/start/stop the real servers for development and tests")
     dv.add_argument("action", choices=["up", "down", "status"])
@@ -360,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.cmd == "bench":
         args.bench_args = extra  # bench parses its own options (bench/run.py)
+    elif args.cmd == "eval" and args.what == "tracks":
+        args.eval_args = extra  # argus.trackeval parses its own options
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd != "run":

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         default_factory=dict, description='Per-camera cosine thresholds, JSON: {"gate-3": 0.94}; both must hold.'
     )
     identify_min_size: float = Field(
-        default=60.0, ge=0, description="Faces smaller than this (px) are tracked but never name anybody."
+        default=40.0, ge=0, description="Faces smaller than this (px) are tracked but never name anybody."
     )
     identify_min_faces: int = Field(
         default=2, ge=1, le=64, description="Agreeing identification-grade faces a track needs to name a person."

@@ -83,6 +83,7 @@ def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = 
             alerts=alerts_json(res.store),
         )
         result.extra = {"bus": res.bus.name, "backend": res.backend.name, "store": s.store.value,
+                        "faces_embedded": int(metric_total(res.registry, "argus_inference_faces_embedded_total")),
                         "events": res.store.count_events(), "dead_letters": _dead_letters(res)}
         result.seconds = time.monotonic() - t0
         return result
@@ -106,7 +107,8 @@ def alerts_json(store: EventStore) -> list[dict[str, Any]]:
             "camera_name": a.camera_name, "location": a.location.model_dump(), "score": round(a.score, 4),
             "threshold": round(a.threshold, 4), "margin": round(a.margin, 4),
             "runner_up": a.candidates[1].person_id if len(a.candidates) > 1 else None,
-            "emotion": a.emotion, "ts": a.ts_capture,
+            "emotion": a.emotion, "ts": a.ts_capture, "track_id": a.track_id, "revision": a.revision,
+            "faces_embedded": a.faces_embedded, "faces_supporting": a.faces_supporting,
         })
     return out
 
@@ -149,8 +151,9 @@ def _dead_letters(res: Resources) -> int:
 def print_summary(result: DemoResult) -> None:
     """Human-readable summary, then the machine-readable JSON as the very last line (tools parse it)."""
     lines = [
-        f"Argus demo: {result.frames} frames, {result.faces} faces, {result.matches} matches, "
-        f"{len(result.alerts)} alert(s) in {result.seconds:.1f}s",
+        f"Argus demo: {result.frames} frames, {result.faces} faces"
+        + (f" ({result.extra['faces_embedded']} embedded)" if "faces_embedded" in result.extra else "")
+        + f", {result.matches} track verdicts, {len(result.alerts)} alert(s) in {result.seconds:.1f}s",
     ]
     for a in result.alerts:
         loc = a["location"]

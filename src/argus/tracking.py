@@ -73,7 +73,8 @@ class TrackerConfig:
     max_embeddings: int = 8  # embeddings per track at most (Frigate: 12 attempts per person)
     initial_embeddings: int = 2  # the first usable faces are embedded unconditionally: a quick first decision
     retry_gain: float = 0.15  # after that, embed only a face this much better than the best embedded so far
-    min_face_score: float = 0.2  # faces scoring below this are not worth an embedding at all
+    min_face_score: float = 0.1  # faces scoring below this are not worth an embedding at all: at 0.2, 50-60 px
+    # faces with blur ~30 (score ~0.15) left whole listed visits with 0-1 embedded faces (argus.trackeval)
     replay_cache: int = 16  # recent frames remembered so a redelivered frame returns the same assignment
 
     def __post_init__(self) -> None:

@@ -57,9 +57,13 @@ def test_no_alert_for_the_woman_who_is_not_enrolled(demo):
     assert not [a for a in out["alerts"] if a["camera_id"] == "station-hall"]
 
 
-def test_cooldown_turns_many_matching_frames_into_one_alert_each(demo):
+def test_each_visit_is_one_track_with_one_decision_and_one_alert(demo):
     _, out = demo
-    assert out["matches"] > len(out["alerts"])  # the man is matched on many frames per camera
-    assert out["events"] == out["matches"]  # every matched sighting is in the history
+    assert out["faces_embedded"] < out["faces"]  # the tracker spends the embedder on the best faces only
+    assert out["matches"] == len(out["alerts"])  # one verdict per visit, no per-frame matches
+    assert out["events"] == out["matches"]  # every published verdict is in the history
+    for a in out["alerts"]:
+        assert a["revision"] == 1 and a["track_id"].startswith(a["camera_id"] + ":")
+        assert a["faces_supporting"] >= 2  # never one lucky frame
     pairs = [(a["person_id"], a["camera_id"]) for a in out["alerts"]]
     assert len(pairs) == len(set(pairs))

@@ -19,6 +19,7 @@ from argus.cluster import INPUT_TOPICS, LocalCluster, Servers
 from argus.demo import enroll_demo_watchlist
 from argus.devservers import Endpoint
 from argus.devservers.prometheus import query
+from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
 from argus.runtime.resources import Resources
 from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, AlertV2, decode
 
@@ -152,7 +153,7 @@ def test_each_enrolled_sighting_camera_gets_one_alert_with_its_location_in_mongo
     for a in alerts:
         assert a["person_id"] == "pyfeat-man"
         assert a["location"] == {k: where[a["camera_id"]][k] for k in ("lat", "lon", "address", "zone")}
-        assert a["score"] >= a["threshold"] == pytest.approx(0.90)
+        assert a["score"] >= a["threshold"] == pytest.approx(DEFAULT_MATCH_THRESHOLD)
         assert [c["person_id"] for c in a["candidates"]][:1] == ["pyfeat-man"]
         assert len(a["candidates"]) >= 2 and a["margin"] > 0  # runner-up evidence for the reviewer
         assert a["crop_jpeg"][:2] == b"\xff\xd8"  # the face crop travels with the alert

