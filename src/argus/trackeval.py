@@ -851,10 +851,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if out:
             out.close()
     except ArgusError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"argus eval tracks: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
