@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from argus.bus.base import Record
-from argus.errors import BusError
+from argus.errors import BusError, BusUnavailable
 from argus.schemas import TOPIC_ALERTS, TOPIC_DEADLETTER
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,13 @@ TOPIC_CONFIG = {
 #: night, dead letters so an operator who notices failures the next morning still has the payloads to replay.
 KEEP_A_WEEK = {"retention.ms": str(7 * 24 * 3600 * 1000)}
 TOPIC_OVERRIDES: dict[str, dict[str, str]] = {TOPIC_ALERTS: KEEP_A_WEEK, TOPIC_DEADLETTER: KEEP_A_WEEK}
+
+
+def _retriable(exc: object) -> bool:
+    """kafka-python marks errors a retry can fix (timeouts, leader elections, a broker restarting)."""
+    from kafka.errors import KafkaTimeoutError
+
+    return isinstance(exc, KafkaTimeoutError) or bool(getattr(exc, "retriable", False))
 
 
 def topic_config(topic: str) -> dict[str, str]:
@@ -108,19 +115,23 @@ class KafkaBus:
         try:
             self._pending.append((topic, self._producer.send(topic, key=key, value=value)))
         except Exception as e:
-            raise BusError(f"cannot publish to {topic!r} ({len(value)} bytes): {e}") from e
+            kind = BusUnavailable if _retriable(e) else BusError
+            raise kind(f"cannot publish to {topic!r} ({len(value)} bytes): {e}") from e
 
     def flush(self, timeout_s: float = 30.0) -> None:
         try:
             self._producer.flush(timeout=timeout_s)
         except Exception as e:
-            raise BusError(f"Kafka flush to {self._bootstrap} failed: {e}") from e
+            self._pending = []
+            raise BusUnavailable(f"Kafka flush to {self._bootstrap} failed: {e}") from e
         pending, self._pending = self._pending, []
         failed = [(t, f.exception) for t, f in pending if f.failed()]
         unacked = [t for t, f in pending if not f.is_done]
         if failed or unacked:
             t, exc = failed[0] if failed else (unacked[0], "not acknowledged in time")
-            raise BusError(f"{len(failed) + len(unacked)} message(s) not acknowledged, first on {t!r}: {exc}")
+            transient = not failed or all(_retriable(x) for _, x in failed)
+            raise (BusUnavailable if transient else BusError)(
+                f"{len(failed) + len(unacked)} message(s) not acknowledged, first on {t!r}: {exc}")
 
     def pending(self, group: str, topics: Sequence[str]) -> int:
         """Messages on ``topics`` not yet committed by ``group`` — the lag KEDA scales on, and the distributed

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from argus.errors import BackendError
+from argus.errors import BackendError, BackendUnavailable
 from argus.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -215,8 +215,9 @@ class TritonBackend:
                     time.sleep(delay)
                     continue
                 tries = f" after {attempt + 1} attempts" if attempt else ""
-                raise BackendError(f"Triton at {self.url}: {what} failed{tries}: {_status(e) or 'error'}: "
-                                   f"{_message(e)}") from e
+                kind = BackendUnavailable if _is_transient(e) else BackendError
+                raise kind(f"Triton at {self.url}: {what} failed{tries}: {_status(e) or 'error'}: "
+                           f"{_message(e)}") from e
 
     def close(self) -> None:
         try:

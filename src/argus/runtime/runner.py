@@ -5,21 +5,26 @@ Stages only hold their logic (a :class:`Processor`); this module owns the delive
 - micro-batching: a batch closes at ``batch_max`` messages or ``batch_wait_s`` after its first message;
 - a message that cannot be decoded, or whose processing raises InputError, is logged with its topic/offset and
   reason, counted, and published to ``argus.deadletter.v1`` with its payload — the rest of the batch goes on;
-- transient failures (backend, store, bus, sink) retry the whole batch with capped backoff and are only
-  dead-lettered after ``max_retries``, so a short Triton or MongoDB outage loses nothing.
+- an error retrying cannot fix (any other ArgusError: configuration, unknown camera, malformed stored record) is
+  dead-lettered at once for the items that cause it, without retries;
+- an outage (:class:`~argus.errors.TransientError`: Triton, the store or the broker unavailable) holds the batch:
+  nothing is committed or dead-lettered, the stage reports not ready, and the batch is retried with capped backoff
+  for as long as it takes, then the stage resumes where it stopped. A stop request (SIGTERM) while holding leaves
+  the batch uncommitted, for the next owner of the partition.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from argus.bus.base import Bus, Consumer, Record
-from argus.errors import ArgusError, InputError, SchemaError
+from argus.errors import ArgusError, InputError, SchemaError, TransientError
 from argus.metrics import StageMetrics
 from argus.retry import Backoff
 from argus.runtime.http import Health
@@ -32,8 +37,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 In = TypeVar("In", bound=_Message)
 
-#: Whole-batch retries on transient failures: 0.2, 0.4, 0.8, 1.6, 3.2 s (about 6 s over the default 5 retries).
-RETRY_BACKOFF = Backoff(initial_s=0.2, factor=2.0, max_s=10.0, jitter=0.0)
+#: Waits while a dependency is unavailable: 0.2, 0.4, 0.8 … then every 10 s (jittered so replicas do not retry in
+#: lock-step against a server that is coming back), for as long as the outage lasts.
+RETRY_BACKOFF = Backoff(initial_s=0.2, factor=2.0, max_s=10.0, jitter=0.3)
+R = TypeVar("R")
+
+
+class _Abandoned(Exception):
+    """Stop was requested while a batch was held for an unavailable dependency: leave it uncommitted."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,6 @@ class StageRunner(Generic[In]):
         batch_max: int = 8,
         batch_wait_s: float = 0.02,
         group: str | None = None,
-        max_retries: int = 5,
         poll_timeout_s: float = 0.5,
         backoff: Backoff = RETRY_BACKOFF,
     ) -> None:
@@ -94,7 +104,7 @@ class StageRunner(Generic[In]):
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
         self.group = group or consumer_group(processor.stage)
-        self.max_retries = max_retries
+        self._stop = threading.Event()  # replaced by run()'s; set: a held batch is abandoned, uncommitted
         self.backoff = backoff
         self.poll_timeout_s = poll_timeout_s
         bus.ensure_topics([processor.input_topic, *processor.output_topics, TOPIC_DEADLETTER])
@@ -134,12 +144,8 @@ class StageRunner(Generic[In]):
                 self._dead_letter(r, "schema", e, camera_id=(r.key or b"").decode(errors="replace"))
         results = self._process_with_policy(items) if items else []
         outputs = [o for o in results if isinstance(o, Output)]
-        for rej in (o for o in results if isinstance(o, Reject)):
-            self._dead_letter(rej.item.record, rej.kind, rej.error, camera_id=_camera(rej.item.message))
-        for out in outputs:
-            self.bus.publish(out.topic, key=out.message.key(), value=encode(out.message))
-            self.m.messages_out.labels(out.topic).inc()
-        self.bus.flush()
+        rejects = [o for o in results if isinstance(o, Reject)]
+        self._hold_while_unavailable("publish", lambda: self._publish(outputs, rejects))
         self.consumer.commit(records)
         self.m.messages_in.labels("ok").inc(len(items))
         self.m.batch_size.observe(len(records))
@@ -152,44 +158,66 @@ class StageRunner(Generic[In]):
         self.m.consumer_lag.set(self.consumer.lag())
         return len(records)
 
-    def _process_with_policy(self, items: list[Item[In]]) -> list[Output | Reject]:
+    def _publish(self, outputs: list[Output], rejects: list[Reject]) -> None:
+        """Publish and flush everything the batch produced; after a failed flush all of it is published again
+        (the broker may hold some of it twice: every downstream write is idempotent)."""
+        for rej in rejects:
+            self._dead_letter(rej.item.record, rej.kind, rej.error, camera_id=_camera(rej.item.message))
+        for out in outputs:
+            self.bus.publish(out.topic, key=out.message.key(), value=encode(out.message))
+            self.m.messages_out.labels(out.topic).inc()
+        self.bus.flush()
+
+    def _hold_while_unavailable(self, what: str, fn: Callable[[], R]) -> R:
+        """Run ``fn`` until no TransientError stops it: capped backoff, not ready meanwhile, ready again after."""
         attempt = 0
         while True:
             try:
-                return self.p.process(items)
-            except InputError:
-                return self._isolate(items)
-            except ArgusError as e:
+                result = fn()
+            except TransientError as e:
                 attempt += 1
                 kind = type(e).__name__
                 self.m.errors.labels(kind).inc()
-                if attempt > self.max_retries:
-                    log.error("%s: giving up on a batch of %d after %d retries: %s",
-                              self.p.stage, len(items), self.max_retries, e)
-                    return [Reject(it, kind, e) for it in items]
+                self.health.ready = False
+                self.health.detail["unavailable"] = f"{kind}: {str(e)[:200]}"
                 delay = self.backoff.delay(attempt - 1)
-                log.warning("%s: transient failure (%s), retry %d/%d in %.1fs: %s",
-                            self.p.stage, kind, attempt, self.max_retries, delay, e)
-                self.health.beat()
-                time.sleep(delay)
+                log.warning("%s: %s held, dependency unavailable (%s), attempt %d, next in %.1fs: %s",
+                            self.p.stage, what, kind, attempt, delay, e)
+                self.health.beat()  # alive and waiting, not hung: liveness stays green, readiness does not
+                if self._stop.wait(delay):
+                    raise _Abandoned(f"{self.p.stage}: stopped while {what} was held; nothing committed") from e
+                continue
+            if attempt:
+                log.info("%s: %s resumed after %d attempt(s)", self.p.stage, what, attempt)
+                self.health.ready = True
+                self.health.detail.pop("unavailable", None)
+            return result
+
+    def _process_with_policy(self, items: list[Item[In]]) -> list[Output | Reject]:
+        try:
+            return self._hold_while_unavailable("batch", lambda: self.p.process(items))
+        except _Abandoned:
+            raise
+        except ArgusError as e:  # InputError, or an error no retry can fix: find the items that cause it
+            if len(items) == 1:
+                return [self._reject(items[0], e)]
+            return self._isolate(items)
 
     def _isolate(self, items: list[Item[In]]) -> list[Output | Reject]:
-        """A batch failed on bad input: process items one by one so only the bad ones are dead-lettered."""
+        """A batch failed on bad input (or on an error no retry fixes): process items one by one so only those
+        that cause it are dead-lettered."""
         outputs: list[Output | Reject] = []
         for it in items:
             try:
-                outputs += self._process_with_policy_single(it)
-            except InputError as e:
-                outputs.append(Reject(it, "input", e))
+                outputs += self._hold_while_unavailable("item", functools.partial(self.p.process, [it]))
+            except _Abandoned:
+                raise
+            except ArgusError as e:
+                outputs.append(self._reject(it, e))
         return outputs
 
-    def _process_with_policy_single(self, it: Item[In]) -> list[Output | Reject]:
-        try:
-            return self.p.process([it])
-        except InputError:
-            raise
-        except ArgusError:
-            return self._process_with_policy([it])
+    def _reject(self, it: Item[In], e: ArgusError) -> Reject:
+        return Reject(it, "input" if isinstance(e, InputError) else type(e).__name__, e)
 
     def _dead_letter(self, r: Record, kind: str, err: Exception, *, camera_id: str) -> None:
         self.m.messages_in.labels("error").inc()
@@ -204,6 +232,7 @@ class StageRunner(Generic[In]):
     # ---- loop -----------------------------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None:
         """Loop until ``stop`` is set (SIGTERM) — or, for the demo, until idle for ``idle_exit_s``."""
+        self._stop = stop
         self.health.ready = True
         self.m.up.set(1)
         idle_since = time.monotonic()
@@ -213,6 +242,8 @@ class StageRunner(Generic[In]):
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
+        except _Abandoned as e:
+            log.info("%s", e)
         finally:
             self.m.up.set(0)
             self.health.ready = False

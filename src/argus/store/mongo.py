@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from argus.cameras import redact_url
-from argus.errors import StoreError
+from argus.errors import StoreError, StoreUnavailable
 from argus.schemas import AlertV2
 from argus.store.base import (
     AlertNotFoundError,
@@ -116,12 +116,15 @@ class MongoEventStore:
 
     @contextmanager
     def _op(self, what: str, collection: str) -> Iterator[None]:
-        from pymongo.errors import PyMongoError
+        from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 
         try:
             yield
         except PyMongoError as e:
-            raise StoreError(f"MongoDB {what} on {collection!r} at {self._where} failed: {self._scrub(e)}") from e
+            # unreachable, failing over or slow: the write was fine and will succeed later; anything else will not
+            transient = isinstance(e, ConnectionFailure | ExecutionTimeout | WTimeoutError)
+            kind = StoreUnavailable if transient else StoreError
+            raise kind(f"MongoDB {what} on {collection!r} at {self._where} failed: {self._scrub(e)}") from e
 
     def reset(self) -> None:
         """Drop every collection of this database and recreate the indexes. Only ``argus demo --distributed`` calls

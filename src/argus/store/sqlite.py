@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from argus.errors import StoreError
+from argus.errors import StoreError, StoreUnavailable
 from argus.schemas import AlertV2
 from argus.store.base import (
     AlertNotFoundError,
@@ -142,6 +142,8 @@ class SqliteEventStore:
                 raise StoreError(f"event store {self._path}: {what} after close()")
             try:
                 yield self._conn
+            except sqlite3.OperationalError as e:  # locked by another process, disk full: may pass later
+                raise StoreUnavailable(f"event store {self._path}: {what} failed: {e}") from e
             except sqlite3.Error as e:
                 raise StoreError(f"event store {self._path}: {what} failed: {e}") from e
 
