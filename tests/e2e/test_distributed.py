@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import CAMERA_IDS, DEMO_CAMERAS, cameras_toml
 
 from argus.cluster import INPUT_TOPICS, LocalCluster, Servers
 from argus.demo import enroll_demo_watchlist
@@ -27,21 +27,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "argus-dashboard.json"
-DEMO_CAMERAS = tomllib.loads((ROOT / "assets/demo/cameras.toml").read_text())["camera"]
-CAMERA_IDS = ("north-gate", "market-square")  # both clips show the enrolled man
-
-
-def _cameras_toml(path: Path) -> Path:
-    """The demo's two cameras that show the man, with absolute clip paths."""
-    lines = []
-    for cam in (c for c in DEMO_CAMERAS if c["id"] in CAMERA_IDS):
-        url = (ROOT / "assets/demo" / cam["url"]).resolve()
-        loc = cam["location"]
-        lines += ["[[camera]]", f'id = "{cam["id"]}"', f'name = "{cam["name"]}"', f'url = "{url}"',
-                  f'fps = {cam["fps"]}', "", "[camera.location]", f'lat = {loc["lat"]}', f'lon = {loc["lon"]}',
-                  f'address = "{loc["address"]}"', f'zone = "{loc["zone"]}"', ""]
-    path.write_text("\n".join(lines))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +45,7 @@ def _mongo(servers: Servers, database: str) -> Any:
 
 
 def _fresh_cluster(servers: Servers, tmp: Path, database: str) -> LocalCluster:
-    cluster = LocalCluster(servers=servers, data_dir=tmp / "data", cameras_file=_cameras_toml(tmp / "cameras.toml"),
+    cluster = LocalCluster(servers=servers, data_dir=tmp / "data", cameras_file=cameras_toml(tmp / "cameras.toml"),
                            database=database, overrides={"cooldown_s": 60})
     cluster.reset()
     res = Resources(cluster.settings)

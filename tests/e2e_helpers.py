@@ -1,0 +1,23 @@
+"""Shared by the end-to-end tests: the demo's two cameras that show the enrolled man."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CAMERAS = tomllib.loads((ROOT / "assets/demo/cameras.toml").read_text())["camera"]
+CAMERA_IDS = ("north-gate", "market-square")  # both clips show the enrolled man
+
+
+def cameras_toml(path: Path) -> Path:
+    """The demo's two cameras that show the man, with absolute clip paths."""
+    lines = []
+    for cam in (c for c in DEMO_CAMERAS if c["id"] in CAMERA_IDS):
+        url = (ROOT / "assets/demo" / cam["url"]).resolve()
+        loc = cam["location"]
+        lines += ["[[camera]]", f'id = "{cam["id"]}"', f'name = "{cam["name"]}"', f'url = "{url}"',
+                  f'fps = {cam["fps"]}', "", "[camera.location]", f'lat = {loc["lat"]}', f'lon = {loc["lon"]}',
+                  f'address = "{loc["address"]}"', f'zone = "{loc["zone"]}"', ""]
+    path.write_text("\n".join(lines))
+    return path
