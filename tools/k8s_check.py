@@ -73,6 +73,9 @@ EXTERNAL_METRICS = frozenset({
 CUSTOM_GROUPS = ("monitoring.coreos.com", "keda.sh", "kafka.strimzi.io")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 SECRETISH_ENV = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|_URI$|WEBHOOK_URL$|API_KEY)", re.IGNORECASE)
+#: A secret-ish variable ending in _FILE holds a path, not the value (ARGUS_WEBHOOK_SECRET_FILE): a literal is
+#: right for it, provided the path lies on a mounted Secret volume.
+SECRET_FILE_ENV = re.compile(r"_FILE$", re.IGNORECASE)
 
 
 class CheckError(Exception):
@@ -505,10 +508,17 @@ def check_security(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
                 for k in keys:
                     if k not in (res.get(part) or {}):
                         problems.append(Problem(ref(obj), f"{where}: expected resources.{part}.{k}, got none"))
+            secret_dirs = _secret_mounts(pod, c)
             for e in c.get("env") or []:
-                if SECRETISH_ENV.search(str(e.get("name", ""))) and "value" in e:
+                if not (SECRETISH_ENV.search(str(e.get("name", ""))) and "value" in e):
+                    continue
+                if not SECRET_FILE_ENV.search(str(e["name"])):
                     problems.append(Problem(ref(obj), f"{where}: env {e['name']}: expected valueFrom.secretKeyRef, "
                                                       f"got a literal value"))
+                elif not any(str(e["value"]).startswith(d.rstrip("/") + "/") for d in secret_dirs):
+                    problems.append(Problem(ref(obj), f"{where}: env {e['name']}: expected a file on a mounted "
+                                                      f"Secret volume (mounts {sorted(secret_dirs)}), got "
+                                                      f"{e['value']!r}"))
             ports = {p.get("name") for p in c.get("ports") or []}
             if "metrics" in ports and str(c.get("image", "")).rsplit("/", 1)[-1].split(":")[0] in STAGES:
                 for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
@@ -517,6 +527,15 @@ def check_security(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
                         problems.append(Problem(ref(obj), f"{where}: expected {probe} httpGet {path} on port "
                                                           f"metrics, got {got or None}"))
     return problems
+
+
+def _secret_mounts(pod: Mapping[str, Any], container: Mapping[str, Any]) -> set[str]:
+    """Mount paths of the container's Secret volumes (plain or projected), where a *_FILE variable may point."""
+    secret_volumes = {v.get("name") for v in pod.get("volumes") or []
+                      if v.get("secret") or any("secret" in src for src in (v.get("projected") or {}).get("sources")
+                                                or [])}
+    return {str(m.get("mountPath")) for m in container.get("volumeMounts") or []
+            if m.get("name") in secret_volumes and m.get("mountPath")}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -650,6 +669,15 @@ def _check_settings(env: Mapping[str, str], objs: Sequence[Mapping[str, Any]]) -
     for name in secret_envs:
         if name in known:
             values[name] = "https://secret.invalid/from-secret" if "URL" in name else "mongodb://secret.invalid:27017"
+    # *_FILE settings name a file on a Secret volume (check_security checks where): a stand-in file takes its place.
+    secret_files = {e.get("name") for o in objs if o.get("kind") in WORKLOAD_KINDS
+                    for c in _containers(((o.get("spec") or {}).get("template") or {}).get("spec") or {})
+                    for e in c.get("env") or [] if SECRET_FILE_ENV.search(str(e.get("name", ""))) and "value" in e}
+    stand_ins = tempfile.TemporaryDirectory(prefix="k8s-check-secrets-")
+    for name in sorted(n for n in secret_files if n in known):
+        path = Path(stand_ins.name) / name.lower()
+        path.write_text("stand-in-for-a-mounted-secret-0123456789\n")
+        values[name] = str(path)
     saved = {k: v for k, v in os.environ.items() if k.startswith("ARGUS_")}
     try:
         for k in saved:
@@ -662,6 +690,7 @@ def _check_settings(env: Mapping[str, str], objs: Sequence[Mapping[str, Any]]) -
         for k in [k for k in os.environ if k.startswith("ARGUS_")]:
             del os.environ[k]
         os.environ.update(saved)
+        stand_ins.cleanup()
     return problems
 
 

@@ -172,10 +172,17 @@ def make_sinks(resources: Resources) -> list[AlertSink]:
         from argus.sinks.log import LogSink
 
         sinks.append(LogSink())
-    if "webhook" in s.sinks and s.webhook_url is not None:
+    if "webhook" in s.sinks:
+        from argus.errors import ConfigError
         from argus.sinks.webhook import WebhookSink
 
-        sinks.append(WebhookSink(url=s.webhook_url.get_secret_value()))
+        # Settings refuse an enabled webhook without a URL or a key; refuse here too rather than post unsigned.
+        if s.webhook_url is None or s.webhook_signing_secret is None:
+            raise ConfigError("sink 'webhook': expected ARGUS_WEBHOOK_URL and a signing key (ARGUS_WEBHOOK_SECRET "
+                              "or ARGUS_WEBHOOK_SECRET_FILE), got "
+                              f"{'no URL' if s.webhook_url is None else 'no key'}")
+        sinks.append(WebhookSink(url=s.webhook_url.get_secret_value(),
+                                 secret=s.webhook_signing_secret.get_secret_value()))
     return sinks
 
 

@@ -12,12 +12,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from argus.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Shortest webhook signing key accepted: a short key can be brute-forced offline from one captured request.
+MIN_WEBHOOK_SECRET_CHARS = 16
 
 
 class BusKind(str, Enum):
@@ -49,6 +51,7 @@ class Settings(BaseSettings):
     """All of Argus's knobs. Defaults are the embedded laptop mode; Kubernetes sets the server ones."""
 
     model_config = SettingsConfigDict(env_prefix="ARGUS_", frozen=True, extra="forbid", case_sensitive=False)
+    _webhook_key: SecretStr | None = PrivateAttr(default=None)  # resolved by _webhook_settings
 
     # where things live
     data_dir: Path = Field(default=Path(".argus"), description="Local state: gallery, embedded store, logs.")
@@ -125,6 +128,12 @@ class Settings(BaseSettings):
         description="Alert sinks, comma-separated: log, webhook, kafka (= argus.alerts.v2 on the bus).",
     )
     webhook_url: SecretStr | None = Field(default=None, description="Webhook for alerts (may embed a token).")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key signing webhook requests (secret; or ARGUS_WEBHOOK_SECRET_FILE)."
+    )
+    webhook_secret_file: Path | None = Field(
+        default=None, description="File holding the webhook key (a mounted Kubernetes Secret), read at start-up."
+    )
     store_crops: bool = Field(default=True, description="Keep face crops in event history (evidence).")
 
     # ingest
@@ -168,9 +177,41 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
-    def _webhook_needs_url(self) -> Settings:
-        if "webhook" in self.sinks and self.webhook_url is None:
-            raise ValueError("sink 'webhook' is enabled but ARGUS_WEBHOOK_URL is not set")
+    def _webhook_settings(self) -> Settings:
+        """An enabled webhook needs a URL and a signing key: without the key anybody who learns the URL can post a
+        forged alert. The key file is read here, once, so a missing mount stops the alerter at start-up rather
+        than at its first alert; it is read only when the webhook sink is on, because the Secret key may be
+        absent where no webhook is used."""
+        problems = []
+        both = self.webhook_secret is not None and self.webhook_secret_file is not None
+        if both:
+            problems.append("ARGUS_WEBHOOK_SECRET and ARGUS_WEBHOOK_SECRET_FILE: expected one of them, got both")
+        if "webhook" in self.sinks:
+            if self.webhook_url is None:
+                problems.append("sink 'webhook' is enabled but ARGUS_WEBHOOK_URL is not set")
+            secret: str | None = None
+            source = "ARGUS_WEBHOOK_SECRET"
+            if self.webhook_secret is not None:
+                secret = self.webhook_secret.get_secret_value()
+            elif self.webhook_secret_file is not None:
+                source = "ARGUS_WEBHOOK_SECRET_FILE"
+                try:
+                    secret = self.webhook_secret_file.read_text(encoding="utf-8").rstrip("\r\n")
+                except (OSError, UnicodeDecodeError) as e:
+                    why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+                    problems.append(f"ARGUS_WEBHOOK_SECRET_FILE: expected a readable UTF-8 file, got "
+                                    f"{str(self.webhook_secret_file)!r} ({why})")
+            else:
+                problems.append("sink 'webhook' is enabled but neither ARGUS_WEBHOOK_SECRET nor "
+                                "ARGUS_WEBHOOK_SECRET_FILE is set: expected a signing key (an unsigned webhook "
+                                "can be forged by anybody who learns its URL)")
+            if secret is not None and len(secret) < MIN_WEBHOOK_SECRET_CHARS:
+                problems.append(f"{source}: expected a key of at least {MIN_WEBHOOK_SECRET_CHARS} characters "
+                                f"(e.g. openssl rand -hex 32), got {len(secret)}")
+            elif secret is not None and not both:
+                self._webhook_key = SecretStr(secret)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -205,6 +246,12 @@ class Settings(BaseSettings):
         if stage not in caps:
             raise ConfigError(f"batch size: expected a consuming stage ({', '.join(caps)}), got {stage!r}")
         return caps[stage]
+
+    @property
+    def webhook_signing_secret(self) -> SecretStr | None:
+        """The key the webhook sink signs with (from ARGUS_WEBHOOK_SECRET or the file read at start-up); None
+        unless the webhook sink is enabled."""
+        return self._webhook_key
 
     @property
     def gallery_dir(self) -> Path:
@@ -267,7 +314,9 @@ def load_settings(**overrides: Any) -> Settings:
             field = ".".join(str(p) for p in err["loc"]) or "settings"
             var = f"ARGUS_{field.upper()}" if err["loc"] else "settings"
             given = err.get("input")
-            shown = "" if "secret" in field or "uri" in field or "url" in field else f" (got {given!r})"
+            # A model-level error's input is every value given, secrets included: never shown.
+            shown = "" if not err["loc"] or "secret" in field or "uri" in field or "url" in field \
+                else f" (got {given!r})"
             lines.append(f"{var}: {err['msg']}{shown}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from e
     if lines:

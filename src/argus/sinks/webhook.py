@@ -1,4 +1,4 @@
-"""POST each alert as JSON to an HTTP endpoint (a dispatch system, a chat bridge), with bounded retries.
+"""POST each alert as JSON to an HTTP endpoint (a dispatch system, a chat bridge), signed, with bounded retries.
 
 Stdlib ``urllib`` only: one small POST per alert does not justify a dependency. Retries cover what a retry can fix:
 connection errors, timeouts, 5xx, and 408/429 (the receiver asked us to come back). Any other 4xx means the
@@ -7,19 +7,29 @@ request itself is wrong and would fail again, so it is reported at once. The bac
 The body is the alert's fields with the crop as base64 (``crop_jpeg_b64``); ``Idempotency-Key: <alert_id>`` lets
 the receiver drop the duplicates that at-least-once delivery produces. URLs often embed a token: only the redacted
 form appears in logs and errors.
+
+Every request is signed, because anybody who learns the URL could otherwise post a fake "person X is at gate 3":
+``X-Argus-Timestamp: <epoch seconds>`` and ``X-Argus-Signature: v1=<hex HMAC-SHA256 of "<timestamp>.<body>">``
+(the Stripe/Slack scheme; the ``v1`` tag lets the scheme change without breaking receivers). The timestamp is in
+the signed bytes, so a captured request cannot be replayed outside the receiver's window
+(:data:`DEFAULT_TOLERANCE_S`); each retry is signed afresh so a slow retry is not mistaken for a replay. Receivers
+check with :func:`verify_signature`. The secret is never logged.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import http.client
 import json
 import logging
+import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 from argus.cameras import redact_url
 from argus.errors import ConfigError, SinkError
@@ -29,6 +39,104 @@ from argus.schemas import AlertV2
 log = logging.getLogger(__name__)
 
 RETRYABLE_4XX = frozenset({408, 429})
+
+#: Header carrying the signing time, integer seconds since the epoch (part of the signed bytes).
+TIMESTAMP_HEADER = "X-Argus-Timestamp"
+#: Header carrying ``v1=<hex>``; several comma-separated ``scheme=value`` entries are allowed (key rotation).
+SIGNATURE_HEADER = "X-Argus-Signature"
+SIGNATURE_SCHEME = "v1"
+#: Seconds a signed request stays acceptable either side of the receiver's clock (replay window, clock skew).
+DEFAULT_TOLERANCE_S = 300
+
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,15}")
+_HEX_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_RESERVED_HEADERS = frozenset(h.lower() for h in (TIMESTAMP_HEADER, SIGNATURE_HEADER, "Idempotency-Key"))
+
+SignatureProblem = Literal["missing_header", "bad_format", "mismatch", "outside_window"]
+
+
+class SignatureError(SinkError):
+    """A webhook request's signature does not prove it came from Argus (answer it with HTTP 401).
+
+    ``problem`` names the failed check for metrics and logs: ``missing_header``, ``bad_format``, ``mismatch``
+    (wrong secret or altered body) or ``outside_window`` (authentic but too old or too far ahead: a replay or a
+    skewed clock).
+    """
+
+    def __init__(self, problem: SignatureProblem, message: str) -> None:
+        super().__init__(message)
+        self.problem: SignatureProblem = problem
+
+
+def _key(secret: str | bytes) -> bytes:
+    key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if not key:
+        raise ConfigError("webhook secret: expected a non-empty secret, got an empty one")
+    return key
+
+
+def _digest(key: bytes, timestamp: str, body: bytes) -> str:
+    return hmac.new(key, timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str | bytes, timestamp: int, body: bytes) -> str:
+    """The ``X-Argus-Signature`` value for ``body`` sent at ``timestamp``: ``v1=<hex HMAC-SHA256>``."""
+    return f"{SIGNATURE_SCHEME}={_digest(_key(secret), str(int(timestamp)), bytes(body))}"
+
+
+def verify_signature(
+    secret: str | bytes,
+    timestamp_header: str | None,
+    signature_header: str | None,
+    body: bytes,
+    *,
+    now: float | None = None,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> None:
+    """Check that a webhook request was signed by Argus with ``secret``; raise :class:`SignatureError` if not.
+
+    ``body`` must be the raw request bytes exactly as received: parsing and re-serialising JSON changes them and the
+    signature with them. The signature is checked before the timestamp so that "outside the replay window" means
+    the request is authentic but old (a replay, or a clock off by more than ``tolerance_s``), never a forgery.
+    Comparison is constant-time.
+    """
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f"verify_signature: expected the raw request body as bytes, got {type(body).__name__}")
+    if tolerance_s < 0:
+        raise ConfigError(f"verify_signature: expected tolerance_s >= 0, got {tolerance_s}")
+    key = _key(secret)
+    ts, sig = (timestamp_header or "").strip(), (signature_header or "").strip()
+    missing = [h for h, v in ((TIMESTAMP_HEADER, ts), (SIGNATURE_HEADER, sig)) if not v]
+    if missing:
+        raise SignatureError("missing_header", f"webhook signature: expected headers {TIMESTAMP_HEADER} and "
+                                               f"{SIGNATURE_HEADER}, got no {' and no '.join(missing)}")
+    if not _TIMESTAMP_RE.fullmatch(ts):
+        raise SignatureError("bad_format", f"webhook signature: expected {TIMESTAMP_HEADER} as integer epoch "
+                                           f"seconds, got {ts[:40]!r}")
+    candidates = []
+    for part in sig.split(","):
+        scheme, sep, value = part.strip().partition("=")
+        if sep and scheme == SIGNATURE_SCHEME:
+            candidates.append(value.strip())
+    if not candidates or not all(_HEX_SHA256_RE.fullmatch(c) for c in candidates):
+        raise SignatureError("bad_format", f"webhook signature: expected {SIGNATURE_HEADER} as "
+                                           f"'{SIGNATURE_SCHEME}=<64 lowercase hex digits>', got "
+                                           f"{sig[:80]!r}")
+    expected = _digest(key, ts, bytes(body))
+    # Compare against every candidate (no early exit), so timing does not tell which one was close.
+    ok = False
+    for c in candidates:
+        ok |= hmac.compare_digest(expected, c)
+    if not ok:
+        raise SignatureError("mismatch", "webhook signature: expected an HMAC-SHA256 of timestamp + '.' + body "
+                                         "under the shared secret, got a different one (wrong secret, or the body "
+                                         "or timestamp was altered)")
+    clock = time.time() if now is None else now
+    age = clock - int(ts)
+    if abs(age) > tolerance_s:
+        when = f"{age:.0f} s old" if age > 0 else f"{-age:.0f} s in the future"
+        raise SignatureError("outside_window", f"webhook signature: expected {TIMESTAMP_HEADER} within "
+                                               f"{tolerance_s:g} s of now (replay window), got {ts}, {when}")
 
 
 def alert_payload(alert: AlertV2) -> dict[str, Any]:
@@ -44,11 +152,15 @@ class WebhookSink:
         self,
         *,
         url: str,
+        secret: str | bytes,
         timeout_s: float = 5.0,
         retries: int = 3,
         backoff_s: float = 0.5,
         headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``secret`` signs every request (required: an unsigned webhook can be forged by anyone who learns the
+        URL). ``clock`` is the wall clock the signature timestamp is read from, once per attempt."""
         if not url.lower().startswith(("http://", "https://")):
             raise ConfigError(f"webhook url: expected http:// or https://, got {redact_url(url)!r}")
         if retries < 0 or timeout_s <= 0 or backoff_s < 0:
@@ -56,8 +168,14 @@ class WebhookSink:
                 f"webhook: expected retries >= 0, timeout_s > 0, backoff_s >= 0; "
                 f"got retries={retries}, timeout_s={timeout_s}, backoff_s={backoff_s}"
             )
+        clash = sorted(h for h in (headers or {}) if h.lower() in _RESERVED_HEADERS)
+        if clash:
+            raise ConfigError(f"webhook headers: expected none of {TIMESTAMP_HEADER}, {SIGNATURE_HEADER}, "
+                              f"Idempotency-Key (the sink sets them), got {clash}")
         self._url = url
         self.url_redacted = redact_url(url)
+        self._secret = _key(secret)
+        self._clock = clock
         self._timeout = timeout_s
         self._retries = retries
         self._backoff = Backoff(initial_s=backoff_s, factor=2.0, max_s=max(backoff_s, 30.0), jitter=0.0)
@@ -65,12 +183,21 @@ class WebhookSink:
         # No proxies from the environment: alerts go straight to the configured endpoint.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
+    def __repr__(self) -> str:
+        return f"WebhookSink(url={self.url_redacted!r}, secret='**********')"
+
+    def _signed_headers(self, data: bytes, alert_id: str) -> dict[str, str]:
+        ts = int(self._clock())
+        return {**self._headers, "Idempotency-Key": alert_id, TIMESTAMP_HEADER: str(ts),
+                SIGNATURE_HEADER: f"{SIGNATURE_SCHEME}={_digest(self._secret, str(ts), data)}"}
+
     def send(self, alert: AlertV2) -> None:
         data = json.dumps(alert_payload(alert), separators=(",", ":")).encode()
-        headers = {**self._headers, "Idempotency-Key": alert.alert_id}
         last = "no attempt"
         attempts = self._retries + 1
         for attempt in range(1, attempts + 1):
+            # Signed per attempt: a retry after a long backoff must not look like a replay to the receiver.
+            headers = self._signed_headers(data, alert.alert_id)
             req = urllib.request.Request(self._url, data=data, headers=headers, method="POST")
             try:
                 with self._opener.open(req, timeout=self._timeout) as resp:
@@ -96,9 +223,11 @@ class WebhookSink:
                 log.warning("webhook %s: alert %s attempt %d/%d failed (%s), retrying in %.2fs",
                             self.url_redacted, alert.alert_id, attempt, attempts, last, delay)
                 time.sleep(delay)
+        hint = " (the receiver may have rejected the signature: check both sides use the same secret and " \
+               "clocks agree)" if last in ("HTTP 401", "HTTP 403") else ""
         raise SinkError(
             f"webhook {self.url_redacted}: alert {alert.alert_id} not delivered after {attempt} attempt(s), "
-            f"expected HTTP 2xx, got {last}"
+            f"expected HTTP 2xx, got {last}{hint}"
         )
 
     def close(self) -> None:
