@@ -77,9 +77,10 @@ def test_secrets_never_appear_in_errors_or_redacted_output(monkeypatch: pytest.M
     monkeypatch.setenv("ARGUS_MONGO_URI", "mongodb://admin:hunter2@db:27017")
     monkeypatch.setenv("ARGUS_SINKS", "log,webhook")
     monkeypatch.setenv("ARGUS_WEBHOOK_URL", "https://hooks.example/T0K3N")
+    monkeypatch.setenv("ARGUS_WEBHOOK_SECRET", "whsec-0123456789abcdef")
     s = load_settings()
     shown = str(s.redacted()) + repr(s)
-    assert "hunter2" not in shown and "T0K3N" not in shown
+    assert "hunter2" not in shown and "T0K3N" not in shown and "whsec-0123456789abcdef" not in shown
     monkeypatch.setenv("ARGUS_TOP_K", "0")
     with pytest.raises(ConfigError) as e:
         load_settings()
