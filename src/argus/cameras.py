@@ -55,6 +55,8 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
+    elif "@" in url.split("://", 1)[1]:  # an unescaped '/', '?' or '#' in the password ends the netloc before '@'
+        return redact_url(f"{parts.scheme}://***@{url.rsplit('@', 1)[1]}")
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
@@ -135,10 +137,13 @@ class Camera(BaseModel):
                     f"expected rtsp://, rtsps://, http(s)://, file://, device:N or a file path, got {redact_url(v)!r}"
                 )
         base = (info.context or {}).get("base_dir") if info.context else None
-        path = Path(v).expanduser()
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
-        return str(path.resolve()) if base is not None else str(path)
+        try:
+            path = Path(v).expanduser()
+            if not path.is_absolute() and base is not None:
+                path = Path(base) / path
+            return str(path.resolve()) if base is not None else str(path)
+        except RuntimeError as e:  # "~user" of an unknown user, a symlink loop: pydantic only wraps ValueError
+            raise ValueError(f"expected a file path, got {v!r}: {e}") from e
 
     @property
     def live(self) -> bool:
@@ -163,7 +168,8 @@ class UnknownCameraError(ConfigError, KeyError):
 
 
 def _fmt_loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(entry)"
+    # repr() a key with a newline or other control character: one problem stays one line
+    return ".".join(str(p) if str(p).isprintable() else repr(p) for p in loc) or "(entry)"
 
 
 def _fmt_error(err: Any, fields: tuple[str, ...]) -> str:
@@ -177,8 +183,9 @@ def _fmt_error(err: Any, fields: tuple[str, ...]) -> str:
     if kind == "value_error":
         return f"{loc}: {msg.removeprefix('Value error, ')}"
     given = err.get("input")
+    shown = type(given).__name__ if loc == "url" else repr(given)  # a wrong-typed url may still hold credentials
     msg = msg[:1].lower() + msg[1:]
-    return f"{loc}: {msg.removeprefix('input should be ').join(('expected ', ''))}, got {given!r}"
+    return f"{loc}: {msg.removeprefix('input should be ').join(('expected ', ''))}, got {shown}"
 
 
 class CameraRegistry:

@@ -306,7 +306,7 @@ def load_settings(**overrides: Any) -> Settings:
     lines = unknown_variables(os.environ)
     try:
         settings = Settings(**overrides)
-    except SettingsError as e:  # raised for unparsable JSON values before validation runs
+    except (SettingsError, RecursionError) as e:  # unparsable (or too deeply nested) JSON, before validation runs
         lines.append(f"{e} (JSON expected for this variable)")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from e
     except ValidationError as e:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgpack
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from argus.errors import SchemaError
 from argus.ids import SLUG_PATTERN
@@ -35,6 +35,15 @@ Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 class _Wire(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    @field_validator("*")
+    @classmethod
+    def _fits_msgpack(cls, v: Any) -> Any:
+        # Lax parsing turns "18446744073709551616" into an int MessagePack cannot carry: refuse it here, or the
+        # stage that decoded it would crash re-encoding it (OverflowError) instead of dead-lettering it.
+        if type(v) is int and not -(2**63) <= v < 2**64:
+            raise ValueError(f"expected an integer in MessagePack's 64-bit range, got {v}")
+        return v
 
 
 class _Message(_Wire):

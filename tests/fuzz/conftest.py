@@ -1,0 +1,8 @@
+"""The fuzz suite's guards: a corrupted JPEG header can claim a 30000×30000 image, which OpenCV would allocate
+(2.7 GB) and decode for ~14 s; cap the pixels OpenCV accepts so a mutated header is refused, not a CI OOM."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 26))  # read by OpenCV at its first decode
