@@ -18,7 +18,7 @@ SLUG_RULE = "a slug (lowercase letters, digits, '-' or '_', 1-64 chars, starting
 
 
 def is_slug(value: object) -> bool:
-    return isinstance(value, str) and SLUG_RE.match(value) is not None
+    return isinstance(value, str) and SLUG_RE.fullmatch(value) is not None  # match() + "$" accepts "x\n"
 
 
 def event_id(camera_id: str, seq: int, face_index: int) -> str:

@@ -5,4 +5,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 26))  # read by OpenCV at its first decode
+# argus.imaging sets the same cap for the product (MAX_IMAGE_PIXELS); set here too in case a test decodes
+# through OpenCV before importing argus.imaging
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 26))

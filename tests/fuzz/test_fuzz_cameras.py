@@ -236,8 +236,6 @@ def test_wrong_typed_url_never_echoes_the_credentials(registry_file: Path) -> No
     assert isinstance(err, ConfigError) and "url" in str(err) and "Pwsecret" not in str(err), str(err)
 
 
-@pytest.mark.xfail(strict=True, reason="argus.ids.is_slug uses re.match with '$', which also matches before a "
-                   "trailing newline: fix is SLUG_RE.fullmatch (ids.py, outside this change)")
 def test_camera_id_with_a_trailing_newline_is_refused(registry_file: Path) -> None:
     result = load(registry_file, CAM.format(id='"gate-1\\n"', url='"rtsp://h/x"'))
     assert isinstance(result, ConfigError), [c.id for c in result]  # FrameV1 refuses it: every frame would fail

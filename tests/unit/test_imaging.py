@@ -34,3 +34,14 @@ def test_empty_or_corrupt_jpeg_is_an_input_error_naming_where(payload: bytes, wh
 def test_a_real_jpeg_round_trips():
     img = read_image(str(ASSETS / "faces" / "astronaut.png"))
     assert decode_jpeg(encode_jpeg(img)).shape == img.shape
+
+
+def test_a_jpeg_whose_header_claims_a_huge_image_is_refused_not_allocated():
+    import struct
+
+    img = read_image(str(ASSETS / "faces" / "astronaut.png"))
+    bomb = bytearray(encode_jpeg(img))
+    sof = bomb.find(b"\xff\xc0")
+    struct.pack_into(">HH", bomb, sof + 5, 30000, 30000)  # 54 KB claiming 900 Mpx (2.7 GB decoded)
+    with pytest.raises(InputError, match="frame 9: undecodable image"):
+        decode_jpeg(bytes(bomb), where="frame 9")
