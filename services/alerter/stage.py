@@ -92,6 +92,7 @@ class AlerterProcessor:
             alert_id=alert_id(m.camera_id, tm.track_id), event_id=tm.event_id, track_id=tm.track_id,
             revision=tm.revision, withdrawn=not tm.matched, faces_seen=tm.faces_seen,
             faces_embedded=tm.faces_embedded, faces_supporting=tm.faces_supporting, score_history=tm.score_history,
+            emotion_timeline=tm.emotion_timeline,
             camera_id=m.camera_id, camera_name=camera.name,
             location=LocationV1(lat=camera.location.lat, lon=camera.location.lon,
                                 address=camera.location.address, zone=camera.location.zone),

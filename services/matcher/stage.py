@@ -27,7 +27,16 @@ from argus.ids import event_id
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
-from argus.schemas import TOPIC_MATCHES, CandidateV1, FacesV2, FaceV2, MatchesV2, TrackMatchV2, embedding_from_bytes
+from argus.schemas import (
+    TOPIC_MATCHES,
+    CandidateV1,
+    EmotionChangeV2,
+    FacesV2,
+    FaceV2,
+    MatchesV2,
+    TrackMatchV2,
+    embedding_from_bytes,
+)
 from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
 from argus.trackbook import TrackBook, TrackState
 
@@ -91,6 +100,7 @@ class MatcherProcessor:
                 st = self.book.seen(m.camera_id, f.track_id, seq=m.seq, face_index=f.index, ts=m.ts_capture)
                 if st is None:
                     continue
+                st.emotion.add(seq=m.seq, ts=m.ts_capture, probs=np.asarray(f.emotion), weight=f.face_score)
                 if not f.embedded:
                     self.faces.labels("not_embedded").inc()
                 elif not face_usable(size=f.quality.size, blur=f.quality.blur, floor=self.floor):
@@ -140,8 +150,12 @@ class MatcherProcessor:
         return TrackMatchV2(
             track_id=st.track_id, revision=st.revision, matched=decision.matched, outcome=decision.outcome.value,
             face_index=face.index, event_id=event_id(m.camera_id, m.seq, face.index), box=best.box,
-            det_score=best.det_score, quality=best.quality, emotion=best.emotion,
-            emotion_label=emotion_label(best.emotion), crop_jpeg=best.crop_jpeg, person_id=person.person_id,
+            det_score=best.det_score, quality=best.quality,
+            emotion=tuple(float(v) for v in st.emotion.probs) if st.emotion.probs is not None else best.emotion,
+            emotion_label=st.emotion.label if st.emotion.probs is not None else emotion_label(best.emotion),
+            emotion_timeline=tuple(EmotionChangeV2(seq=c.seq, ts=c.ts, label=c.label, confidence=c.confidence)
+                                   for c in st.emotion.timeline),
+            crop_jpeg=best.crop_jpeg, person_id=person.person_id,
             display_name=person.display_name, watchlist=person.watchlist, score=float(decision.score),
             threshold=float(decision.threshold if decision.threshold is not None
                             else self.thresholds.for_watchlist(person.watchlist)),

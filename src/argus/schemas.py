@@ -145,6 +145,15 @@ class CandidateV1(_Wire):
     score: float
 
 
+class EmotionChangeV2(_Wire):
+    """The track's smoothed emotion changed to ``label`` at frame ``seq`` (argus.emotion_track)."""
+
+    seq: int = Field(ge=0)
+    ts: float
+    label: str
+    confidence: Unit
+
+
 class TrackMatchV2(_Wire):
     """A track's decision, revised as better faces arrive, with the evidence a reviewer needs to judge it.
 
@@ -161,8 +170,9 @@ class TrackMatchV2(_Wire):
     box: tuple[float, float, float, float]
     det_score: Unit
     quality: Quality
-    emotion: tuple[float, ...] = Field(min_length=7, max_length=7)
+    emotion: tuple[float, ...] = Field(min_length=7, max_length=7)  # smoothed along the track, not one frame's
     emotion_label: str
+    emotion_timeline: tuple[EmotionChangeV2, ...] = ()  # when the track's emotion changed (bounded)
     crop_jpeg: bytes
     person_id: str
     display_name: str
@@ -212,6 +222,7 @@ class AlertV2(_Message):
     faces_embedded: int = Field(default=1, ge=1)
     faces_supporting: int = Field(default=1, ge=0)
     score_history: tuple[float, ...] = ()
+    emotion_timeline: tuple[EmotionChangeV2, ...] = ()
     camera_id: CameraId
     camera_name: str
     location: LocationV1

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from argus.decisions import IdentifyRule, Thresholds, TrackDecision, TrackFace, decide_track
+from argus.emotion_track import EmotionTrack
 from argus.errors import ConfigError
 
 
@@ -38,6 +39,7 @@ class TrackState:
     published: str | None = None  # the person the last published decision named (None: nobody yet / withdrawn)
     revision: int = 0
     face_keys: set[tuple[int, int]] = field(default_factory=set)  # (seq, face index) already counted
+    emotion: EmotionTrack = field(default_factory=EmotionTrack)  # every face's emotion, smoothed along the track
 
 
 def verdict_changed(published: str | None, decision: TrackDecision) -> bool:

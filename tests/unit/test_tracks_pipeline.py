@@ -86,6 +86,10 @@ def test_a_listed_persons_visit_is_one_track_a_few_embeddings_one_decision_and_o
     assert alert.track_id == decision.track_id and alert.person_id == "pyfeat-man"
     assert alert.location.address == "Alexanderplatz 1, Berlin"
     assert alert.faces_seen >= alert.faces_embedded >= 2
+    # the alert's emotion is the track's, smoothed over every face seen, with its timeline
+    assert decision.emotion_timeline and decision.emotion_timeline[0].seq == decision.first_seq
+    assert alert.emotion == decision.emotion_label == decision.emotion_timeline[-1].label
+    assert alert.emotion_timeline == decision.emotion_timeline
 
 
 def test_a_strangers_visit_names_nobody(res: Resources):

@@ -83,6 +83,7 @@ class SightingEvent:
     matched: bool = True  # False: this revision withdrew the track's earlier match
     faces_seen: int = 1
     faces_embedded: int = 1
+    emotion_timeline: tuple[dict[str, Any], ...] = ()  # {seq, ts, label, confidence}: the track's emotion changes
 
     @classmethod
     def from_match(
@@ -115,6 +116,7 @@ class SightingEvent:
             matched=match.matched,
             faces_seen=match.faces_seen,
             faces_embedded=match.faces_embedded,
+            emotion_timeline=tuple(c.model_dump() for c in match.emotion_timeline),
         )
 
     def with_alert(self, alert_id: str) -> SightingEvent:
@@ -159,6 +161,7 @@ class SightingEvent:
                 matched=bool(doc.get("matched", True)),
                 faces_seen=int(doc.get("faces_seen", 1)),
                 faces_embedded=int(doc.get("faces_embedded", 1)),
+                emotion_timeline=tuple(dict(c) for c in doc.get("emotion_timeline", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise StoreError(f"stored event {doc.get('event_id')!r} is malformed: {e!r}") from e
