@@ -14,6 +14,8 @@ Baselines:
 - Dynamic batching: N concurrent clients sending batch-1 embedder requests against the same requests sent one at
   a time; Triton's own counters (``nv_inference_count`` / ``nv_inference_exec_count`` on the metrics port) give the
   batch size the scheduler actually formed.
+- Emotion test-time augmentation (paper 003): ``classify(crops, views=n)`` for n = 4 and 10 on 32 real faces
+  against the plain model (``views=1``) on the same faces, in alternating rounds (ratio = 1 / cost per face).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from argus.faces.align import align_faces, emotion_crops
 from argus.faces.embedder import FaceEmbedder
 from argus.faces.emotion import EmotionClassifier
 from argus.faces.mtcnn import MtcnnDetector
+from argus.faces.tta import MAX_VIEWS
 from argus.inference.backend import InferenceBackend, OnnxRuntimeBackend
 from bench.common import BenchError, Context, Result, clip_frames, paired_rates, rate, upscale
 from bench.servers import serve
@@ -99,9 +102,40 @@ def run(ctx: Context) -> None:
                         params={"batch": 8, "ort_intra_op_threads": "0 (all cores, the ARGUS_ORT_THREADS default)"},
                         note="ratio = scaling from 1 thread to all cores; well under the core count when "
                              "neighbours hold a core (ORT's worker threads wait on the slowest)"))
+    emotion_tta(ctx, ort, grey)
     ort.close()
     ort_all.close()
     triton_vs_ort(ctx, frames, crops, grey, batches)
+
+
+TTA_VIEW_COUNTS = (4, MAX_VIEWS)
+
+
+def emotion_tta(ctx: Context, backend: InferenceBackend, grey: np.ndarray) -> None:
+    """Cost per face of test-time augmentation: n views per face (one backend call per ``max_batch`` rows, whole
+    faces per call) against the plain model on the same 32 faces (8 in --quick: ~1 s there, where one 10-view call
+    of 32 faces alone takes ~0.3 s)."""
+    faces = 8 if ctx.quick else 32
+    emo = EmotionClassifier(backend)
+    gb = _tile(grey, faces)
+    def plain() -> object:
+        return emo.classify(gb)
+
+    for n in TTA_VIEW_COUNTS:
+        def tta(n: int = n) -> object:
+            return emo.classify(gb, views=n)
+
+        v, bv = paired_rates(tta, plain, items_a=faces, items_b=faces, min_time_s=ctx.min_time_s,
+                             rounds=ctx.rounds)
+        per_call = emo.max_batch // n
+        ctx.emit(Result(
+            AREA, f"ort_emotion_minixception_tta{n}_b{faces}", v, "faces/s",
+            f"plain mini-Xception (views=1) on the same {faces} faces, ONNX Runtime 1 intra-op thread (faces/s)",
+            bv, params={"faces": faces, "views": n, "model_rows": faces * n,
+                        "backend_calls": -(-faces // per_call), "ms_per_face": round(1e3 / v, 3),
+                        "baseline_ms_per_face": round(1e3 / bv, 3), "ort_intra_op_threads": 1},
+            note=f"TTA costs {bv / v:.1f}x the plain model per face (the views themselves are ~3 % of it); "
+                 "its accuracy effect is not measured here: no emotion-labelled data set ships"))
 
 
 def _metrics(url: str, model: str) -> dict[str, float]:

@@ -25,6 +25,7 @@ from argus.evaluation import (
 )
 from argus.faces.align import emotion_crop
 from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
+from argus.faces.emotion import DEFAULT_TTA_VIEWS
 from argus.faces.mtcnn import MtcnnDetector
 from argus.faces.types import EMOTIONS, Detections
 from argus.imaging import read_image
@@ -275,6 +276,23 @@ def test_eval_emotion_reads_a_fer2013_csv_and_reports_per_class_scores(
     assert r["per_class"]["surprise"]["recall"] == 1.0
     assert r["accuracy"] == pytest.approx(np.trace(cm) / 7)
     assert 5 / 7 <= r["accuracy"] < 1.0  # anger and disgust are the model's weak classes on these stills
+    # paper 003's two variants, each with the class-balanced figures; smoke numbers, not an accuracy claim
+    assert r["tta_views"] == DEFAULT_TTA_VIEWS and set(r["variants"]) == {"plain", "tta"}
+    plain, tta = r["variants"]["plain"], r["variants"]["tta"]
+    assert plain["views"] == 1 and tta["views"] == DEFAULT_TTA_VIEWS
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "per_class", "confusion"):
+        assert plain[key] == r[key], key
+    for v in (plain, tta):
+        assert v["n"] == 7 and np.array(v["confusion"]).sum() == 7
+        assert v["absent_classes"] == ["fear", "sad", "neutral"]  # present: angry, disgust, happy, surprise
+        assert 0.0 <= v["balanced_accuracy"] <= 1.0 and 0.0 <= v["macro_f1"] <= 1.0
+        assert v["per_class"]["fear"]["recall"] is None  # never occurs: no evidence, not 0
+    assert tta["per_class"]["happy"]["recall"] == 1.0 and tta["per_class"]["surprise"]["recall"] == 1.0
+    assert r["tta_gain"]["accuracy"] == pytest.approx(tta["accuracy"] - plain["accuracy"])
+    assert r["tta_changed"] == sum(a != b for a, b in zip(r["predicted"], tta["predicted"], strict=True))
+    # what the CLI prints: everything but the face-eval arrays, as JSON
+    printed = json.loads(json.dumps(r, default=float))
+    assert printed["variants"]["tta"]["balanced_accuracy"] == pytest.approx(tta["balanced_accuracy"])
 
 
 def test_eval_emotion_reads_class_folders_the_same_way(
@@ -305,6 +323,19 @@ def test_a_malformed_csv_names_the_row_and_what_was_expected(
     (tmp_path / "bad.csv").write_text(content)
     with pytest.raises(InputError, match=message):
         eval_emotion(ort_backend, tmp_path)
+
+
+def test_eval_emotion_with_one_view_reports_the_plain_model_only(
+    ort_backend: OnnxRuntimeBackend, detect: Any, tmp_path: Path
+) -> None:
+    for i, (label, img) in enumerate(_fer_rows(detect)[:3]):
+        d = tmp_path / EMOTIONS[label]
+        d.mkdir(exist_ok=True)
+        cv2.imwrite(str(d / f"{i}.png"), img)
+    r = eval_emotion(ort_backend, tmp_path, views=1)
+    assert set(r["variants"]) == {"plain"} and r["tta_views"] == 1 and "tta_gain" not in r
+    with pytest.raises(InputError, match="views: expected an integer from 1 to 10"):
+        eval_emotion(ort_backend, tmp_path, views=0)
 
 
 def test_an_empty_dataset_directory_is_an_input_error(ort_backend: OnnxRuntimeBackend, tmp_path: Path) -> None:
