@@ -6,9 +6,10 @@ alerter stages (``build_service``), every message round-tripping its wire codec.
 ingest JPEG-encodes them exactly as it does camera frames. The watch-list is the demo's (the man in the clips is
 enrolled from a separate photo, so his frames produce matches and alerts) plus synthetic distractor identities.
 
-- Model-bound rate (the baseline): the same JPEG frames through the same models (``FacePipeline.process`` in micro-
-  batches of ``ARGUS_INFERENCE_BATCH_MAX``, JPEG decode included), in one loop, no bus, no other stage. Measured
-  just before and just after the pipeline run and averaged, so load from neighbours drifts into both.
+- Model-bound rate (the baseline): the same JPEG frames through the inference stage's own processing (decode,
+  detection, tracking, the embedder on the faces the tracker picks, emotion, crops: ``InferenceProcessor.process``
+  in micro-batches of ``ARGUS_INFERENCE_BATCH_MAX``), in one loop, no bus, no other stage. Measured just before and
+  just after the pipeline run and averaged, so load from neighbours drifts into both.
 - Pipeline rate: cameras play their frames as fast as ingest reads them; frames / seconds until every stage has
   committed everything. Target: >= 90 % of the model-bound rate.
 - Latency: cameras paced in real time at 5 fps; capture timestamp to the matcher's output (``ts_match``) and to the
@@ -31,6 +32,7 @@ import msgpack
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from argus.bus.base import Record
 from argus.bus.memory import MemoryBus
 from argus.config import Settings, load_settings
 from argus.demo import DEMO_WATCHLIST
@@ -42,10 +44,11 @@ from argus.gallery.faiss_gallery import FaissGallery
 from argus.imaging import decode_jpeg
 from argus.inference.backend import OnnxRuntimeBackend
 from argus.ingest.sources import CapturedFrame
-from argus.metrics import metric_total
+from argus.metrics import StageMetrics, metric_total
 from argus.runtime.inprocess import InProcessPipeline
 from argus.runtime.resources import Resources
-from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES
+from argus.runtime.runner import Item, Output
+from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES, FacesV2, FrameV1
 from argus.topology import consumer_group
 from bench.common import BenchError, Context, Result, clip_frames, encode_all, percentile, upscale
 from bench.matcher import unit_gallery
@@ -157,14 +160,26 @@ def setup(ctx: Context) -> Env:
 
 
 def model_bound(env: Env, passes: int = 1) -> tuple[float, float]:
-    """(frames/s through decode + models in micro-batches, faces per frame) over ``passes`` x every frame."""
+    """(frames/s through the inference stage's own work — JPEG decode, detection, tracking, the embedder on the faces
+    the tracker picks, emotion, crop encoding — in micro-batches of ARGUS_INFERENCE_BATCH_MAX with no bus and no
+    other stage, faces per frame) over ``passes`` x every frame, as one camera's stream."""
+    from services.inference.stage import InferenceProcessor
+
+    res = Resources(load_settings(data_dir=env.work / "model-bound", metrics_port=0), registry=CollectorRegistry(),
+                    bus=MemoryBus(), backend=env.backend, pipeline=env.pipeline)
+    proc = InferenceProcessor(res, StageMetrics("inference", registry=res.registry))
+    n = len(env.jpegs)
+    msgs = [FrameV1(camera_id="model-bound", seq=i, ts_capture=1e9 + i / FPS, ts_ingest=1e9 + i / FPS,
+                    width=env.frames[i % n].shape[1], height=env.frames[i % n].shape[0], jpeg=env.jpegs[i % n])
+            for i in range(n * passes)]
     faces = 0
-    jpegs = env.jpegs * passes
     t0 = time.perf_counter()
-    for s in range(0, len(jpegs), BATCH_MAX):
-        imgs = [decode_jpeg(j) for j in jpegs[s : s + BATCH_MAX]]
-        faces += sum(len(f) for f in env.pipeline.process(imgs))
-    return len(jpegs) / (time.perf_counter() - t0), faces / len(jpegs)
+    for s in range(0, len(msgs), BATCH_MAX):
+        items = [Item(Record(topic=TOPIC_FRAMES, partition=0, offset=s + k, key=None, value=b"", timestamp_ms=0), m)
+                 for k, m in enumerate(msgs[s : s + BATCH_MAX])]
+        faces += sum(len(o.message.faces) for o in proc.process(items) if isinstance(o, Output)
+                     and isinstance(o.message, FacesV2))
+    return len(msgs) / (time.perf_counter() - t0), faces / len(msgs)
 
 
 def single_frame_ms(env: Env, n: int) -> float:
