@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CAMERAS = tomllib.loads((ROOT / "assets/demo/cameras.toml").read_text())["camera"]
@@ -21,3 +23,13 @@ def cameras_toml(path: Path) -> Path:
                   f'address = "{loc["address"]}"', f'zone = "{loc["zone"]}"', ""]
     path.write_text("\n".join(lines))
     return path
+
+
+def wait(cond: Any, what: str, timeout_s: float = 300.0) -> None:
+    """Poll ``cond`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import CAMERA_IDS, DEMO_CAMERAS, cameras_toml
+from e2e_helpers import CAMERA_IDS, DEMO_CAMERAS, cameras_toml, wait
 
 from argus.cluster import INPUT_TOPICS, LocalCluster, Servers
 from argus.demo import enroll_demo_watchlist
@@ -209,13 +209,13 @@ def test_stages_killed_mid_stream_and_restarted_lose_and_double_nothing(servers,
     try:
         with cluster.running():
             # inference: killed once some frames are done and many are still waiting
-            _wait(lambda: sum(cluster.end_offsets(TOPIC_FACES)) > 0 and cluster.pending()["inference"] > 10,
+            wait(lambda: sum(cluster.end_offsets(TOPIC_FACES)) > 0 and cluster.pending()["inference"] > 10,
                   "inference to be mid-stream")
             killed["inference"] = cluster.pending()["inference"]
             cluster.kill("inference")
             cluster.restart("inference")
             # alerter: killed once it has written some history and matches are still arriving
-            _wait(lambda: db.events.count_documents({}) > 0, "the alerter's first events")
+            wait(lambda: db.events.count_documents({}) > 0, "the alerter's first events")
             killed["alerter_events_before"] = db.events.count_documents({})
             cluster.kill("alerter")
             time.sleep(2)  # matches pile up uncommitted while it is down
@@ -239,12 +239,3 @@ def test_stages_killed_mid_stream_and_restarted_lose_and_double_nothing(servers,
     assert sorted(set(on_topic)) == sorted(alerts)  # at-least-once on the topic: same ids, maybe repeated
     for s in INPUT_TOPICS:
         assert cluster.pending()[s] == 0
-
-
-def _wait(cond: Any, what: str, timeout_s: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")

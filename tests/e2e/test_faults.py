@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import cameras_toml
+from e2e_helpers import cameras_toml, wait
 
 from argus import devservers
 from argus.cluster import LocalCluster, Servers
@@ -25,15 +25,6 @@ from argus.schemas import TOPIC_DEADLETTER
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 OUTAGE_S = 20.0  # several store timeouts long; the 60 s would add a minute of CI for the same behaviour
-
-
-def _wait(cond: Any, what: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
 def test_the_event_store_down_mid_stream_holds_the_alerter_and_loses_nothing(
@@ -55,13 +46,13 @@ def test_the_event_store_down_mid_stream_holds_the_alerter_and_loses_nothing(
             devservers.down(["mongo"], state_dir=state)  # the store goes away while the clips are playing
             down_at = time.monotonic()
             alerter = cluster.procs["alerter"]
-            _wait(lambda: alerter.readyz() is None, "the alerter to report not ready", timeout_s=60)
+            wait(lambda: alerter.readyz() is None, "the alerter to report not ready", timeout_s=60)
             held = cluster.pending()["alerter"]
             time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
             assert sum(cluster.end_offsets(TOPIC_DEADLETTER)) == 0, "an outage moved sightings to dead letters"
             assert cluster.pending()["alerter"] >= held > 0, "the alerter committed what it could not store"
             devservers.up(["mongo"], ports={"mongo": port}, state_dir=state)
-            _wait(lambda: alerter.readyz() is not None, "the alerter to resume", timeout_s=120)
+            wait(lambda: alerter.readyz() is not None, "the alerter to resume", timeout_s=120)
             cluster.wait_drained(timeout_s=300)
             restarts = {s: p.starts for s, p in cluster.procs.items()}
         client: Any = MongoClient(mongo.address, serverSelectionTimeoutMS=5000)
