@@ -203,6 +203,8 @@ def test_log_sink_writes_one_line_with_the_location_and_no_crop(caplog: pytest.L
     assert 'camera="North gate, lane 3"' in line and "camera_id=gate-3" in line
     assert 'person="Alice Example"' in line and "score=0.83" in line
     assert "emotion=happy" in line and f"alert_id={a.alert_id}" in line
+    assert "revision=1" in line and "track_id=" in line and "faces=1/1/1" in line  # the track's evidence
+    assert "withdrawn" not in line
     assert base64.b64encode(CROP)[:40].decode() not in line and "\\xff\\xd8" not in line
     assert len(line) < 600
     assert rec.alert["address"] == "Pariser Platz 1, Berlin"  # type: ignore[attr-defined]

@@ -33,9 +33,13 @@ def alert_fields(alert: AlertV2) -> dict[str, Any]:
         "score": round(alert.score, 4),
         "threshold": round(alert.threshold, 4),
         "margin": round(alert.margin, 4),
+        "faces": f"{alert.faces_supporting}/{alert.faces_embedded}/{alert.faces_seen}",  # agreeing/embedded/seen
         "emotion": alert.emotion,
         "captured": datetime.fromtimestamp(alert.ts_capture, tz=UTC).isoformat(timespec="milliseconds"),
         "event_id": alert.event_id,
+        "track_id": alert.track_id,
+        "revision": alert.revision,
+        **({"withdrawn": True} if alert.withdrawn else {}),
     }
 
 
