@@ -12,6 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from backends import CountingBackend
 
 from argus.errors import BackendError, ConfigError, InputError
 from argus.faces import blazeface as bz
@@ -165,25 +166,8 @@ def test_batched_frames_give_the_same_detections_as_one_at_a_time(detector: Blaz
         _same_detections(a, b, atol=0.01)
 
 
-class _CountingBackend:
-    """The real backend, counting calls and batch sizes (to check one call per chunk of frames)."""
-
-    name = "counting"
-
-    def __init__(self, inner: OnnxRuntimeBackend) -> None:
-        self.inner = inner
-        self.batches: list[int] = []
-
-    def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.batches.append(int(inputs["input"].shape[0]))
-        return self.inner.infer(model, inputs)
-
-    def close(self) -> None:
-        pass
-
-
 def test_one_backend_call_per_chunk_of_max_batch_frames(backend: OnnxRuntimeBackend) -> None:
-    counting = _CountingBackend(backend)
+    counting = CountingBackend(backend)
     det = BlazeFaceDetector(counting)
     frame = cv2.resize(_image("faces/astronaut.png"), (320, 320))
     dets = det.detect([frame] * (bz.MAX_BATCH + 3))
@@ -248,7 +232,7 @@ def test_invalid_configuration_is_refused(backend: OnnxRuntimeBackend) -> None:
 
 
 def test_wrong_model_output_shape_is_a_backend_error(backend: OnnxRuntimeBackend) -> None:
-    class Truncating(_CountingBackend):
+    class Truncating(CountingBackend):
         def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             out = self.inner.infer(model, inputs)
             out["regressors"] = out["regressors"][:, :100]

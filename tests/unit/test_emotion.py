@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pytest
+from backends import CountingBackend
 
 from argus.errors import InputError
 from argus.evaluation import sample_frames
@@ -95,21 +95,6 @@ def test_colour_crops_are_refused(classifier: EmotionClassifier) -> None:
 
 # --------------------------------------------------------------------------------------------------------------
 # test-time augmentation (paper 003: 10 views per face, probabilities averaged)
-
-
-class CountingBackend:
-    """The real ONNX Runtime backend, counting calls and recording each call's batch size."""
-
-    def __init__(self, inner: OnnxRuntimeBackend) -> None:
-        self.inner = inner
-        self.batches: list[int] = []
-
-    def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.batches.append(int(inputs["input"].shape[0]))
-        return self.inner.infer(model, inputs)
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,13 @@ file Triton serves (in-process ONNX Runtime)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from backends import CountingBackend
 
 from argus.errors import BackendError, InputError
 from argus.faces import mesh
@@ -37,10 +38,8 @@ MOUTH_TOL = 0.18
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[OnnxRuntimeBackend]:
-    be = OnnxRuntimeBackend(model_repository=MODELS, intra_op_threads=1)
-    yield be
-    be.close()
+def backend(ort_backend: OnnxRuntimeBackend) -> OnnxRuntimeBackend:
+    return ort_backend
 
 
 @pytest.fixture(scope="module")
@@ -69,26 +68,20 @@ def detected() -> dict[str, tuple[np.ndarray, Detections]]:
     return out
 
 
-class _Counting:
-    """Backend wrapper that records the batch size of every call (and can corrupt the output)."""
+class _Corrupting(CountingBackend):
+    """Counts calls like the shared wrapper and can corrupt the model's output."""
 
-    name = "counting"
-
-    def __init__(self, inner: OnnxRuntimeBackend, corrupt: str | None = None) -> None:
-        self.inner, self.corrupt = inner, corrupt
-        self.calls: list[int] = []
+    def __init__(self, inner: OnnxRuntimeBackend, corrupt: str) -> None:
+        super().__init__(inner)
+        self.corrupt = corrupt
 
     def infer(self, model: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.calls.append(int(inputs["input"].shape[0]))
-        out = self.inner.infer(model, inputs)
+        out = super().infer(model, inputs)
         if self.corrupt == "shape":
             out["landmarks"] = out["landmarks"][:, :-3]
         elif self.corrupt == "missing":
             del out["face_flag"]
         return out
-
-    def close(self) -> None:
-        pass
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -184,11 +177,11 @@ def test_a_batch_of_two_equals_two_single_calls(
     backend: OnnxRuntimeBackend, detected: dict[str, tuple[np.ndarray, Detections]]
 ) -> None:
     img, det = detected["pyfeat/multi_face.jpg"]
-    counting = _Counting(backend)
+    counting = CountingBackend(backend)
     fm = FaceMesh(counting)
     both = fm.analyse(img, det.boxes[:2], det.landmarks[:2])
     singles = [fm.analyse(img, det.boxes[i : i + 1], det.landmarks[i : i + 1]) for i in range(2)]
-    assert counting.calls == [2, 1, 1], "all faces of a frame go to the backend in one call"
+    assert counting.batches == [2, 1, 1], "all faces of a frame go to the backend in one call"
     np.testing.assert_allclose(both.points, np.concatenate([s.points for s in singles]), atol=1e-3)
     np.testing.assert_allclose(both.presence, np.concatenate([s.presence for s in singles]), atol=1e-5)
 
@@ -197,17 +190,17 @@ def test_more_faces_than_max_batch_are_sent_in_chunks(
     backend: OnnxRuntimeBackend, detected: dict[str, tuple[np.ndarray, Detections]]
 ) -> None:
     img, det = detected["pyfeat/multi_face.jpg"]
-    counting = _Counting(backend)
+    counting = CountingBackend(backend)
     res = FaceMesh(counting, max_batch=2).analyse(img, det.boxes)
-    assert counting.calls == [2, 2, 1]
+    assert counting.batches == [2, 2, 1]
     assert len(res) == 5
     np.testing.assert_allclose(res.points, FaceMesh(backend).landmarks(img, det.boxes), atol=1e-3)
 
 
 def test_no_boxes_give_an_empty_result_without_a_backend_call(backend: OnnxRuntimeBackend) -> None:
-    counting = _Counting(backend)
+    counting = CountingBackend(backend)
     res = FaceMesh(counting).analyse(_image("faces/astronaut.png"), np.zeros((0, 4), np.float32))
-    assert res.points.shape == (0, 468, 3) and res.presence.shape == (0,) and counting.calls == []
+    assert res.points.shape == (0, 468, 3) and res.presence.shape == (0,) and counting.batches == []
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -260,7 +253,7 @@ def test_grey_frame_is_accepted(face_mesh: FaceMesh, detected: dict[str, tuple[n
 
 @pytest.mark.parametrize("corrupt", ["shape", "missing"])
 def test_a_wrong_model_output_is_a_backend_error(backend: OnnxRuntimeBackend, corrupt: str) -> None:
-    fm = FaceMesh(_Counting(backend, corrupt=corrupt))
+    fm = FaceMesh(_Corrupting(backend, corrupt=corrupt))
     with pytest.raises(BackendError, match="model 'face_mesh'"):
         fm.landmarks(_image("faces/astronaut.png"), np.array([[180, 59, 269, 173]], np.float32))
 
