@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from argus.decisions import IdentifyRule, QualityFloor, Thresholds, TrackDecision, TrackFace, face_usable
+from argus.decisions import IdentifyRule, QualityFloor, TrackDecision, TrackFace, face_usable
 from argus.errors import InputError, SchemaError
-from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD, EMBEDDING_DIM
+from argus.faces.embedder import EMBEDDING_DIM
 from argus.faces.types import emotion_label
 from argus.gallery.base import COHORT_WATCHLIST, Candidate
 from argus.ids import event_id
@@ -52,9 +52,7 @@ class MatcherProcessor:
     def __init__(self, resources: Resources, metrics: StageMetrics) -> None:
         s = resources.settings
         self.gallery = resources.gallery
-        self.thresholds = Thresholds.from_settings(match_threshold=s.match_threshold,
-                                                   watchlist_thresholds=s.watchlist_thresholds,
-                                                   model_default=DEFAULT_MATCH_THRESHOLD)
+        self.thresholds = s.thresholds()
         self.top_k = s.top_k
         self.floor = QualityFloor(min_size=s.min_quality_size, min_blur=s.min_quality_blur)
         self.book = TrackBook(rule=IdentifyRule(min_size=s.identify_min_size, min_faces=s.identify_min_faces,

@@ -104,13 +104,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
             person = Person(person_id=args.person_id, display_name=args.name or args.person_id,
                             watchlist=args.watchlist, notes=args.notes)
-            from argus.decisions import Thresholds
-            from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
-
-            s = res.settings
-            threshold = Thresholds.from_settings(match_threshold=s.match_threshold,
-                                                 watchlist_thresholds=s.watchlist_thresholds,
-                                                 model_default=DEFAULT_MATCH_THRESHOLD).for_watchlist(args.watchlist)
+            threshold = res.settings.thresholds().for_watchlist(args.watchlist)
             r = enroll_person(pipeline=res.pipeline, gallery=g, person=person, images=[Path(p) for p in args.images],
                               actor=args.actor, reason=args.reason, store=res.store, threshold=threshold)
             for path, why in r.rejected.items():

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from argus.errors import ConfigError
+
+if TYPE_CHECKING:
+    from argus.decisions import Thresholds
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Shortest webhook signing key accepted: a short key can be brute-forced offline from one captured request.
@@ -238,6 +241,15 @@ class Settings(BaseSettings):
                               f"ARGUS_INGEST_SHARD or a host name ending in -0..-{self.ingest_shards - 1} "
                               f"(a StatefulSet pod), got host name {host!r}")
         return int(m.group(1))
+
+    def thresholds(self) -> Thresholds:
+        """The match thresholds in force: per watch-list, else ARGUS_MATCH_THRESHOLD, else the measured default."""
+        from argus.decisions import Thresholds
+        from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
+
+        return Thresholds.from_settings(match_threshold=self.match_threshold,
+                                        watchlist_thresholds=self.watchlist_thresholds,
+                                        model_default=DEFAULT_MATCH_THRESHOLD)
 
     def batch_max_for(self, stage: str) -> int:
         """The micro-batch cap of a consuming stage (``ARGUS_<STAGE>_BATCH_MAX``)."""

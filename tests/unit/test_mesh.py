@@ -19,7 +19,6 @@ from argus.inference.backend import OnnxRuntimeBackend
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "assets"
-MODELS = REPO / "triton_models"
 STILLS = [
     "faces/astronaut.png",
     "pyfeat/single_face.jpg",
