@@ -65,10 +65,9 @@ from argus.decisions import (
     prior_for,
 )
 from argus.errors import ConfigError, InputError
-from argus.faces.align import align_face, align_faces
+from argus.faces.align import align_face
 from argus.faces.boxes import iou
 from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD, EMBEDDING_DIM
-from argus.faces.quality import assess
 from argus.gallery.base import Candidate, Person
 from argus.gallery.memory import MemoryGallery
 from argus.tracking import FaceCandidates, Tracker, TrackerConfig, face_score, should_embed, vote
@@ -479,13 +478,12 @@ def observe(scene: Scene, pipeline: FacePipeline, *, watchlist_size: int = 10,
     faces: list[SeenFace] = []
     rows: list[np.ndarray] = []
     for i, ts, img, truth in scene.frames():
-        det = pipeline.detect(img)
+        located = pipeline.locate([img])[0]  # detect, align and grade: what the inference stage does
+        det, crops, quality = located.detections, located.crops, located.quality
         res = tracker.update(CAMERA_ID, seq=i, ts=ts, width=scene.width, height=scene.height, detections=det)
         if not len(det):
             continue
-        crops = align_faces(img, det.landmarks)
         labels = match_truth(det.boxes, np.array([f.box for f in truth.faces], np.float64))
-        quality = [assess(det.boxes[j], crops[j]) for j in range(len(det))]
         weights = [face_score(quality=q, landmarks=det.landmarks[j], det_score=float(det.scores[j]))
                    for j, q in enumerate(quality)]
         picked = [should_embed(a, weights[a.index], cfg) for a in res.assignments]
