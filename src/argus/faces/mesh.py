@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from argus.errors import BackendError, InputError
+from argus.errors import InputError
 from argus.faces.types import check_array
 from argus.imaging import as_bgr
-from argus.inference.backend import InferenceBackend
+from argus.inference.backend import InferenceBackend, RowModel, infer_row_outputs
 
 MODEL = "face_mesh"
 INPUT_SIZE = 192
@@ -142,15 +142,16 @@ def _check_boxes(boxes: object, frame_shape: tuple[int, ...]) -> np.ndarray:
     return b
 
 
-class FaceMesh:
+class FaceMesh(RowModel):
     """468-point FaceMesh for the faces a detector found; one backend call per frame (per 32 faces)."""
+
+    MODEL = MODEL
+    MAX_BATCH = MAX_BATCH
 
     def __init__(self, backend: InferenceBackend, *, model: str = MODEL, max_batch: int = MAX_BATCH) -> None:
         if max_batch < 1:
             raise InputError(f"max_batch: expected >= 1, got {max_batch}")
-        self._backend = backend
-        self.model = model
-        self.max_batch = int(max_batch)
+        super().__init__(backend, model=model, max_batch=max_batch)
 
     def landmarks(self, frame_bgr: np.ndarray, boxes: np.ndarray, five_points: np.ndarray | None = None) -> np.ndarray:
         """(N, 468, 3) float32 points in frame pixels for the N ``boxes`` (x1, y1, x2, y2) of ``frame_bgr``."""
@@ -183,20 +184,6 @@ class FaceMesh:
         return FaceMeshes(points=pts.astype(np.float32), presence=presence.astype(np.float32))
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pts: list[np.ndarray] = []
-        flags: list[np.ndarray] = []
-        for start in range(0, batch.shape[0], self.max_batch):
-            chunk = batch[start : start + self.max_batch]
-            res = self._backend.infer(self.model, {"input": chunk})
-            m = chunk.shape[0]
-            pts.append(self._output(res, "landmarks", (m, NUM_POINTS * 3)))
-            flags.append(self._output(res, "face_flag", (m, 1))[:, 0])
-        return np.concatenate(pts), np.concatenate(flags)
-
-    def _output(self, res: dict[str, np.ndarray], name: str, shape: tuple[int, ...]) -> np.ndarray:
-        arr = res.get(name)
-        if arr is None:
-            raise BackendError(f"model {self.model!r}: expected output {name!r}, got {sorted(res)}")
-        if arr.shape != shape:
-            raise BackendError(f"model {self.model!r} output {name!r}: expected shape {shape}, got {arr.shape}")
-        return np.asarray(arr, np.float32)
+        out = infer_row_outputs(self._backend, self.model, batch, prepare=lambda x: x,
+                                outputs={"landmarks": NUM_POINTS * 3, "face_flag": 1}, max_batch=self.max_batch)
+        return out["landmarks"], out["face_flag"][:, 0]

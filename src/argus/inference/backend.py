@@ -33,19 +33,29 @@ def infer_rows(backend: InferenceBackend, model: str, rows: np.ndarray, *, prepa
     """A per-row model (embedder, classifier) over ``rows`` in backend calls of at most ``max_batch`` rows, checked to
     return exactly ``(rows, width)`` of ``output``: a wrong model in the repository fails here, naming it, instead of
     as a silent shape mismatch downstream. Empty in, ``(0, width)`` out."""
+    out = infer_row_outputs(backend, model, rows, prepare=prepare, outputs={output: width}, max_batch=max_batch)
+    return out[output]
+
+
+def infer_row_outputs(backend: InferenceBackend, model: str, rows: np.ndarray, *,
+                      prepare: Callable[[np.ndarray], np.ndarray], outputs: Mapping[str, int],
+                      max_batch: int) -> dict[str, np.ndarray]:
+    """:func:`infer_rows` for a model with several per-row outputs (name → width), e.g. FaceMesh's points and
+    face flag."""
     if rows.shape[0] == 0:
-        return np.zeros((0, width), np.float32)
-    parts = []
+        return {name: np.zeros((0, width), np.float32) for name, width in outputs.items()}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
     for start in range(0, rows.shape[0], max_batch):
         chunk = rows[start : start + max_batch]
         res = backend.infer(model, {"input": prepare(chunk)})
-        out = res.get(output)
-        if out is None:
-            raise BackendError(f"model {model!r}: expected output {output!r}, got {sorted(res)}")
-        if out.shape != (chunk.shape[0], width):
-            raise BackendError(f"model {model!r}: expected {output} shape {(chunk.shape[0], width)}, got {out.shape}")
-        parts.append(np.asarray(out, np.float32))
-    return np.concatenate(parts)
+        for name, width in outputs.items():
+            out = res.get(name)
+            if out is None:
+                raise BackendError(f"model {model!r}: expected output {name!r}, got {sorted(res)}")
+            if out.shape != (chunk.shape[0], width):
+                raise BackendError(f"model {model!r}: expected {name} shape {(chunk.shape[0], width)}, got {out.shape}")
+            parts[name].append(np.asarray(out, np.float32))
+    return {name: np.concatenate(p) for name, p in parts.items()}
 
 
 class RowModel:
