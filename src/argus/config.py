@@ -71,7 +71,13 @@ class Settings(BaseSettings):
     store: StoreKind = Field(default=StoreKind.sqlite, description="Event store: sqlite (embedded file) or mongodb.")
     mongo_uri: SecretStr = Field(default=SecretStr("mongodb://127.0.0.1:27017"), description="MongoDB URI (secret).")
     mongo_database: str = Field(default="argus", description="MongoDB database name.")
-    retention_days: int = Field(default=90, ge=1, description="Event/alert retention (MongoDB TTL index).")
+    retention_events_days: int = Field(
+        default=90, ge=1, description="Sighting history kept, days (MongoDB TTL; SQLite purged hourly).")
+    retention_alerts_days: int = Field(default=365, ge=1, description="Alerts and their triage state kept, days.")
+    retention_crops_days: int = Field(
+        default=30, ge=1, description="Face crops kept, days (shorter than the events they belong to).")
+    retention_audit_days: int = Field(
+        default=0, ge=0, description="Audit trail kept, days; 0 = forever (an auditor decides, not a default).")
     gallery: GalleryKind = Field(
         default=GalleryKind.faiss, description="Watch-list gallery: faiss (persisted) or memory (numpy, one process)."
     )
@@ -152,11 +158,31 @@ class Settings(BaseSettings):
         default=None, ge=0, description="This ingest replica's shard, 0-based (default: the host name's -N suffix)."
     )
 
+    # operator API (services/api)
+    api_port: int = Field(default=8080, ge=1, le=65535, description="Operator API port (/api/v1, /docs).")
+    api_host: str = Field(default="127.0.0.1", description="Address the API binds (0.0.0.0 in a container).")
+    api_oidc_jwks: str | None = Field(
+        default=None, description="OIDC: JWKS file path or https URL verifying bearer tokens (unset: API keys only).")
+    api_oidc_issuer: str | None = Field(default=None, description="OIDC: expected token issuer (iss).")
+    api_oidc_audience: str | None = Field(default=None, description="OIDC: expected token audience (aud).")
+    api_oidc_role_claim: str = Field(
+        default="argus_role", description="OIDC: claim naming the Argus role (admin, operator, analyst, auditor).")
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS, comma-separated (empty: CORS off).")
+    api_rate_per_s: float = Field(default=20.0, gt=0, le=100000, description="Requests per second per key (refill).")
+    api_rate_burst: int = Field(default=60, ge=1, le=100000, description="Requests a key may burst above the rate.")
+    api_max_body_mb: float = Field(default=20.0, gt=0, le=1024, description="Largest request body, MiB.")
+    api_max_photo_mb: float = Field(default=8.0, gt=0, le=256, description="Largest single uploaded photo, MiB.")
+    api_max_photos: int = Field(default=10, ge=1, le=100, description="Photos per enrollment request at most.")
+    api_page_max: int = Field(default=500, ge=1, le=10000, description="Largest page a list request may ask for.")
+    camera_health_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="How often ingest records each camera's health in the store.")
+
     # operations
     metrics_port: int = Field(default=9100, ge=0, le=65535, description="/metrics, /healthz, /readyz port (0 = off).")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
 
-    @field_validator("sinks", mode="before")
+    @field_validator("sinks", "api_cors_origins", mode="before")
     @classmethod
     def _split_sinks(cls, v: Any) -> Any:
         if isinstance(v, str) and not v.lstrip().startswith("["):
@@ -287,7 +313,7 @@ class Settings(BaseSettings):
 #: ``ARGUS_*`` variables that are not settings: the dev tooling's own (argus.devservers).
 TOOL_VARIABLES = frozenset({"ARGUS_REPO", "ARGUS_DEV_HOME", "ARGUS_DEV_STATE"})
 #: Settings that were renamed, so an old manifest fails with the new name instead of being silently ignored.
-RENAMED = {"ARGUS_BATCH_MAX": "ARGUS_INFERENCE_BATCH_MAX"}
+RENAMED = {"ARGUS_BATCH_MAX": "ARGUS_INFERENCE_BATCH_MAX", "ARGUS_RETENTION_DAYS": "ARGUS_RETENTION_EVENTS_DAYS"}
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

@@ -107,7 +107,7 @@ class Resources:
             from argus.store.mongo import MongoEventStore
 
             return MongoEventStore(uri=s.mongo_uri.get_secret_value(), database=s.mongo_database,
-                                   retention_days=s.retention_days)
+                                   retention_days=s.retention_events_days)
         from argus.store.sqlite import SqliteEventStore
 
         s.data_dir.mkdir(parents=True, exist_ok=True)
