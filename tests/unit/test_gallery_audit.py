@@ -29,8 +29,14 @@ def test_entries_round_trip_through_the_jsonl_file_in_order(tmp_path: Path) -> N
     assert len(lines) == 3
     assert json.loads(lines[2]) == {
         "ts": 1_700_000_002.0, "actor": "op", "action": "remove", "person_id": "alice", "watchlist": "banned",
-        "reason": "court order 17", "version": 2, "n_embeddings": 2, "embeddings_sha256": "ab" * 32,
+        "reason": "court order 17", "version": 2, "n_embeddings": 2, "embeddings_sha256": "ab" * 32, "ref": "",
     }
+
+
+def test_a_line_written_before_ref_existed_still_reads(tmp_path: Path) -> None:
+    old = {k: v for k, v in entry(1).to_dict().items() if k != "ref"}
+    (tmp_path / AUDIT_FILE).write_text(json.dumps(old) + "\n")
+    assert read_audit(tmp_path) == [entry(1)]
 
 
 def test_appending_never_rewrites_earlier_lines(tmp_path: Path) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from argus.gallery.audit import AuditEntry, read_audit
-from argus.gallery.base import Candidate, Gallery, Person
+from argus.gallery.base import UNSET, Candidate, Gallery, Person, WatchlistSpec
 from argus.gallery.memory import MemoryGallery
 
 if TYPE_CHECKING:
     from argus.gallery.faiss_gallery import FaissGallery
 
-__all__ = ["AuditEntry", "Candidate", "FaissGallery", "Gallery", "MemoryGallery", "Person", "read_audit"]
+__all__ = ["UNSET", "AuditEntry", "Candidate", "FaissGallery", "Gallery", "MemoryGallery", "Person", "WatchlistSpec",
+           "read_audit"]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,6 +9,7 @@ makes a failed write leave the old state untouched, and lets both implementation
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import math
 import threading
@@ -16,14 +17,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Final, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from argus.errors import InputError
-from argus.gallery.audit import AuditEntry
-from argus.ids import SLUG_RULE, is_slug
+from argus.gallery.audit import AuditEntry, erased_token, scrub_text
+from argus.ids import PERSON_ID_RULE, SLUG_RULE, is_person_id, is_slug
 
 #: Embeddings come out of an L2-normalising embedder; the same tolerance as :class:`argus.faces.types.Face`.
 NORM_TOLERANCE = 0.01
@@ -33,23 +35,52 @@ COHORT_WATCHLIST = "cohort"
 MAX_DISPLAY_NAME = 200
 
 
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+
+#: "Leave this field as it is" for :meth:`Gallery.update_person`, where None means something (no expiry).
+UNSET: Final = _Unset.UNSET
+Unset = Literal[_Unset.UNSET]
+
+
 def _check_slug(name: str, value: object) -> None:
     if not is_slug(value):
         raise InputError(f"{name}: expected {SLUG_RULE}, got {value!r}")
 
 
+def check_person_id(value: object, name: str = "person_id") -> str:
+    """Person ids come from the records systems that issue them (``P-100``, ``case/2026:17``), so they follow the
+    person-id rule, not the slug rule; anything outside it (``../x``, a newline) is refused before it is stored."""
+    if not is_person_id(value):
+        raise InputError(f"{name}: expected {PERSON_ID_RULE}, got {value!r}")
+    return str(value)
+
+
+def _check_epoch(name: str, value: object, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise InputError(f"{name}: expected epoch seconds >= 0{' or None' if optional else ''}, got {value!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Person:
-    """One enrolled identity. ``watchlist`` lets alert policy differ per list (vip vs banned)."""
+    """One enrolled identity. ``watchlist`` lets alert policy differ per list (vip vs banned).
+
+    ``expires_at`` (epoch seconds, None = never) is when the authorization to search for this person ends: from
+    then on the matcher never names them (:meth:`active`), though they stay enrolled until someone removes them.
+    """
 
     person_id: str
     display_name: str
     watchlist: str = "default"
     notes: str = ""
     enrolled_at: float = field(default_factory=time.time)
+    expires_at: float | None = None
 
     def __post_init__(self) -> None:
-        _check_slug("person_id", self.person_id)
+        check_person_id(self.person_id)
         _check_slug("watchlist", self.watchlist)
         if not isinstance(self.display_name, str) or not self.display_name.strip():
             raise InputError(
@@ -71,6 +102,11 @@ class Person:
             raise InputError(
                 f"enrolled_at of {self.person_id}: expected epoch seconds >= 0, got {self.enrolled_at!r}"
             )
+        _check_epoch(f"expires_at of {self.person_id}", self.expires_at, optional=True)
+
+    def active(self, now: float) -> bool:
+        """May this person be named at wall-clock ``now``? Not at or after ``expires_at``."""
+        return self.expires_at is None or now < self.expires_at
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -79,6 +115,7 @@ class Person:
             "watchlist": self.watchlist,
             "notes": self.notes,
             "enrolled_at": float(self.enrolled_at),
+            "expires_at": None if self.expires_at is None else float(self.expires_at),
         }
 
     @classmethod
@@ -90,9 +127,54 @@ class Person:
                 watchlist=data.get("watchlist", "default"),  # type: ignore[arg-type]
                 notes=data.get("notes", ""),  # type: ignore[arg-type]
                 enrolled_at=data["enrolled_at"],  # type: ignore[arg-type]
+                expires_at=data.get("expires_at"),  # type: ignore[arg-type]
             )
         except KeyError as e:
             raise InputError(f"person record: expected key {e.args[0]!r}, got keys {sorted(data)}") from e
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchlistSpec:
+    """What a watch-list is for and how strict it is, kept with the gallery so every matcher applies the same.
+
+    ``threshold`` None leaves the configured default in force (``ARGUS_WATCHLIST_THRESHOLDS``, then
+    ``ARGUS_MATCH_THRESHOLD``, then the model's); ``legal_basis`` is the authorization the list rests on (a court
+    order, a policy reference), so an auditor can ask "by what right was this list searched".
+    """
+
+    name: str
+    threshold: float | None
+    description: str = ""
+    legal_basis: str = ""
+    updated_at: float = 0.0
+    updated_by: str = ""
+
+    def __post_init__(self) -> None:
+        _check_slug("watchlist name", self.name)
+        t = self.threshold
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or not -1.0 <= t <= 1.0):
+            raise InputError(f"threshold of watch-list {self.name}: expected a cosine in [-1, 1] or None, got {t!r}")
+        for name in ("description", "legal_basis", "updated_by"):
+            if not isinstance(getattr(self, name), str):
+                raise InputError(f"{name} of watch-list {self.name}: expected a string, "
+                                 f"got {type(getattr(self, name)).__name__}")
+        _check_epoch(f"updated_at of watch-list {self.name}", self.updated_at, optional=False)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "threshold": None if self.threshold is None else float(self.threshold),
+                "description": self.description, "legal_basis": self.legal_basis,
+                "updated_at": float(self.updated_at), "updated_by": self.updated_by}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> WatchlistSpec:
+        try:
+            return cls(name=data["name"], threshold=data["threshold"],  # type: ignore[arg-type]
+                       description=data.get("description", ""),  # type: ignore[arg-type]
+                       legal_basis=data.get("legal_basis", ""),  # type: ignore[arg-type]
+                       updated_at=data.get("updated_at", 0.0),  # type: ignore[arg-type]
+                       updated_by=data.get("updated_by", ""))  # type: ignore[arg-type]
+        except KeyError as e:
+            raise InputError(f"watch-list record: expected key {e.args[0]!r}, got keys {sorted(data)}") from e
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +230,39 @@ class Gallery(Protocol):
     def audit(self) -> list[AuditEntry]: ...
 
     def __len__(self) -> int: ...
+
+    def update_person(self, person_id: str, *, display_name: str | None = None, notes: str | None = None,
+                      watchlist: str | None = None, expires_at: float | Unset | None = UNSET, actor: str,
+                      reason: str) -> Person:
+        """Change an enrolled person's metadata (None / UNSET: leave as is; ``expires_at=None`` clears the expiry);
+        the embeddings are untouched. Audited as ``update``."""
+        ...
+
+    def watchlists(self) -> list[WatchlistSpec]:
+        """Every watch-list with a spec, by name."""
+        ...
+
+    def watchlist(self, name: str) -> WatchlistSpec | None: ...
+
+    def set_watchlist(self, spec: WatchlistSpec, *, actor: str, reason: str) -> None:
+        """Create or replace a watch-list's spec (stamped with ``actor`` and now). Audited as ``watchlist``."""
+        ...
+
+    def add_negative(self, person_id: str, embeddings: np.ndarray, *, actor: str, reason: str, ref: str) -> None:
+        """Record faces that are *not* ``person_id`` (an operator said "not this person" on alert ``ref``)."""
+        ...
+
+    def negatives(self, person_id: str) -> np.ndarray:
+        """``person_id``'s negative evidence, (n, dim) float32 unit rows; 0 rows when none (or unknown)."""
+        ...
+
+    def erase(self, person_id: str, *, actor: str, reason: str) -> dict[str, int]:
+        """Remove the person, their embeddings and negatives, and redact their id from the audit log.
+
+        Returns ``{"embeddings": n, "negatives": m, "audit_entries_redacted": k}``. A person already removed but
+        still named in the audit log can be erased too (an erasure request after removal, or a retry after a crash
+        between the two steps)."""
+        ...
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -221,10 +336,13 @@ class Snapshot:
     embeddings: np.ndarray  # (R, dim) float32, read-only
     row_person: np.ndarray  # (R,) int64, person index of each row
     index_of: Mapping[str, int]
+    watchlists: Mapping[str, WatchlistSpec] = field(default_factory=lambda: MappingProxyType({}))
+    negatives: Mapping[str, np.ndarray] = field(default_factory=lambda: MappingProxyType({}))  # (n, dim) read-only
 
     @classmethod
     def build(cls, *, dim: int, version: int, persons: Sequence[Person], counts: Sequence[int],
-              embeddings: np.ndarray) -> Snapshot:
+              embeddings: np.ndarray, watchlists: Mapping[str, WatchlistSpec] | None = None,
+              negatives: Mapping[str, np.ndarray] | None = None) -> Snapshot:
         counts_arr = np.asarray(counts, dtype=np.int64).reshape(-1)
         if len(persons) != counts_arr.shape[0]:
             raise InputError(f"snapshot: expected one row count per person ({len(persons)}), got {counts_arr.shape[0]}")
@@ -242,8 +360,17 @@ class Snapshot:
         index_of = {p.person_id: i for i, p in enumerate(persons)}
         if len(index_of) != len(persons):
             raise InputError("snapshot: expected unique person ids, got duplicates")
+        negs: dict[str, np.ndarray] = {}
+        for pid, rows in (negatives or {}).items():
+            if pid not in index_of:
+                raise InputError(f"snapshot: expected negative evidence only for enrolled persons, got {pid!r}")
+            if rows.shape[0]:
+                arr = np.ascontiguousarray(rows, dtype=np.float32)
+                arr.flags.writeable = False
+                negs[pid] = arr
         return cls(dim=dim, version=version, persons=tuple(persons), starts=starts, counts=counts_arr,
-                   embeddings=emb, row_person=row_person, index_of=index_of)
+                   embeddings=emb, row_person=row_person, index_of=index_of,
+                   watchlists=MappingProxyType(dict(watchlists or {})), negatives=MappingProxyType(negs))
 
     @classmethod
     def empty(cls, dim: int, version: int = 0) -> Snapshot:
@@ -282,11 +409,38 @@ class Snapshot:
         persons += [p for p, _ in items]
         counts += [int(e.shape[0]) for _, e in items]
         emb = np.concatenate([emb, *(e for _, e in items)], axis=0) if items else emb
-        return Snapshot.build(dim=self.dim, version=version, persons=persons, counts=counts, embeddings=emb)
+        # negative evidence stays with a re-enrolled person: new photos do not make the old look-alike them
+        return Snapshot.build(dim=self.dim, version=version, persons=persons, counts=counts, embeddings=emb,
+                              watchlists=self.watchlists, negatives=self.negatives)
 
     def without(self, person_id: str, version: int) -> Snapshot:
         persons, counts, emb = self._without_indices({self.index_of[person_id]})
-        return Snapshot.build(dim=self.dim, version=version, persons=persons, counts=counts, embeddings=emb)
+        return Snapshot.build(dim=self.dim, version=version, persons=persons, counts=counts, embeddings=emb,
+                              watchlists=self.watchlists,
+                              negatives={k: v for k, v in self.negatives.items() if k != person_id})
+
+    def with_meta(self, version: int, *, person: Person | None = None,
+                  watchlists: Mapping[str, WatchlistSpec] | None = None,
+                  negatives: Mapping[str, np.ndarray] | None = None) -> Snapshot:
+        """The same rows (the very same array, so an index over them stays valid) with metadata changed."""
+        persons = list(self.persons)
+        if person is not None:
+            persons[self.index_of[person.person_id]] = person
+        return Snapshot.build(dim=self.dim, version=version, persons=persons, counts=self.counts.tolist(),
+                              embeddings=self.embeddings,
+                              watchlists=self.watchlists if watchlists is None else watchlists,
+                              negatives=self.negatives if negatives is None else negatives)
+
+    def negatives_of(self, person_id: str) -> np.ndarray:
+        rows = self.negatives.get(person_id)
+        if rows is None:
+            rows = np.zeros((0, self.dim), np.float32)
+            rows.flags.writeable = False
+        return rows
+
+    @property
+    def negative_rows(self) -> int:
+        return sum(int(v.shape[0]) for v in self.negatives.values())
 
     def is_append_of(self, old: Snapshot) -> bool:
         """True when this snapshot only adds rows after ``old``'s, so an index over ``old`` can be extended."""
@@ -394,6 +548,103 @@ class SnapshotGallery(ABC):
             )
             self._commit(before, after, [entry])
 
+    def _enrolled(self, snap: Snapshot, op: str, person_id: str) -> Person:
+        i = snap.index_of.get(person_id) if isinstance(person_id, str) else None
+        if i is None:
+            raise InputError(f"{op}: expected an enrolled person_id ({len(snap.persons)} enrolled), "
+                             f"got unknown {person_id!r}")
+        return snap.persons[i]
+
+    def update_person(self, person_id: str, *, display_name: str | None = None, notes: str | None = None,
+                      watchlist: str | None = None, expires_at: float | Unset | None = UNSET, actor: str,
+                      reason: str) -> Person:
+        check_actor_reason(actor, reason)
+        if display_name is None and notes is None and watchlist is None and expires_at is UNSET:
+            raise InputError(f"update_person {person_id!r}: expected at least one field to change, got none")
+        with self._mu, self._write_guard():
+            before = self._snap
+            old = self._enrolled(before, "update_person", person_id)
+            changes: dict[str, object] = {k: v for k, v in (("display_name", display_name), ("notes", notes),
+                                                            ("watchlist", watchlist)) if v is not None}
+            if expires_at is not UNSET:
+                changes["expires_at"] = expires_at
+            new = replace(old, **changes)  # type: ignore[arg-type]  # __post_init__ validates every field
+            after = before.with_meta(before.version + 1, person=new)
+            rows = before.rows_of(person_id)
+            entry = AuditEntry(ts=time.time(), actor=actor, action="update", person_id=person_id,
+                               watchlist=new.watchlist, reason=reason, version=after.version,
+                               n_embeddings=int(rows.shape[0]), embeddings_sha256=embeddings_sha256(rows))
+            self._commit(before, after, [entry])
+            return new
+
+    def watchlists(self) -> list[WatchlistSpec]:
+        return sorted(self._snap.watchlists.values(), key=lambda w: w.name)
+
+    def watchlist(self, name: str) -> WatchlistSpec | None:
+        return self._snap.watchlists.get(name)
+
+    def set_watchlist(self, spec: WatchlistSpec, *, actor: str, reason: str) -> None:
+        """The stored spec is stamped with ``actor`` and the time of the change, whatever the caller put there:
+        the record says who really changed it."""
+        check_actor_reason(actor, reason)
+        if not isinstance(spec, WatchlistSpec):
+            raise InputError(f"spec: expected a WatchlistSpec, got {type(spec).__name__}")
+        with self._mu, self._write_guard():
+            before = self._snap
+            now = time.time()
+            stamped = replace(spec, updated_at=now, updated_by=actor)
+            after = before.with_meta(before.version + 1, watchlists={**before.watchlists, spec.name: stamped})
+            entry = AuditEntry(ts=now, actor=actor, action="watchlist", person_id="", watchlist=spec.name,
+                               reason=reason, version=after.version, n_embeddings=0,
+                               embeddings_sha256=embeddings_sha256(np.zeros((0, self._dim), np.float32)))
+            self._commit(before, after, [entry])
+
+    def add_negative(self, person_id: str, embeddings: np.ndarray, *, actor: str, reason: str, ref: str) -> None:
+        check_actor_reason(actor, reason)
+        if not isinstance(ref, str) or not ref.strip():
+            raise InputError(f"ref: expected the alert id the evidence came from, got {ref!r}")
+        rows = check_unit_rows(f"negatives of {person_id}", embeddings, self._dim, allow_empty=False)
+        with self._mu, self._write_guard():
+            before = self._snap
+            person = self._enrolled(before, "add_negative", person_id)
+            negs = dict(before.negatives)
+            negs[person_id] = np.concatenate([before.negatives_of(person_id), rows], axis=0)
+            after = before.with_meta(before.version + 1, negatives=negs)
+            entry = AuditEntry(ts=time.time(), actor=actor, action="negative", person_id=person_id,
+                               watchlist=person.watchlist, reason=reason, version=after.version,
+                               n_embeddings=int(rows.shape[0]), embeddings_sha256=embeddings_sha256(rows), ref=ref)
+            self._commit(before, after, [entry])
+
+    def negatives(self, person_id: str) -> np.ndarray:
+        return self._snap.negatives_of(person_id)
+
+    def erase(self, person_id: str, *, actor: str, reason: str) -> dict[str, int]:
+        check_actor_reason(actor, reason)
+        check_person_id(person_id)
+        token = erased_token(person_id)
+        with self._mu, self._write_guard():
+            before = self._snap
+            person = before.persons[before.index_of[person_id]] if person_id in before.index_of else None
+            if person is None and not any(e.person_id == person_id for e in self.audit()):
+                raise InputError(f"erase: expected a person_id that is enrolled or named in the audit log, "
+                                 f"got unknown {person_id!r}")
+            if person is not None:
+                rows = before.rows_of(person_id)
+                n_neg = int(before.negatives_of(person_id).shape[0])
+                after = before.without(person_id, before.version + 1)
+            else:
+                rows = np.zeros((0, self._dim), np.float32)
+                n_neg = 0
+                after = before.with_meta(before.version + 1)
+            entry = AuditEntry(ts=time.time(), actor=actor, action="erase", person_id=token,
+                               watchlist=person.watchlist if person is not None else "",
+                               reason=scrub_text(reason, person_id),
+                               version=after.version, n_embeddings=int(rows.shape[0]),
+                               embeddings_sha256=embeddings_sha256(rows))
+            self._commit(before, after, [entry])
+            redacted = self._redact_audit(person_id)
+            return {"embeddings": int(rows.shape[0]), "negatives": n_neg, "audit_entries_redacted": redacted}
+
     def search(self, queries: np.ndarray, k: int) -> list[list[Candidate]]:
         k = check_k(k)
         q = check_unit_rows("queries", queries, self._dim, allow_empty=True)
@@ -417,6 +668,10 @@ class SnapshotGallery(ABC):
     @abstractmethod
     def _search(self, snap: Snapshot, queries: np.ndarray, k: int) -> list[list[Candidate]]:
         """Search a non-empty snapshot with validated (N >= 1, dim) queries."""
+
+    @abstractmethod
+    def _redact_audit(self, person_id: str) -> int:
+        """Erasure's rewrite of the audit log (caller holds the write guard); the number of entries changed."""
 
     @abstractmethod
     def reload_if_changed(self) -> bool: ...

@@ -1,14 +1,20 @@
 """The persisted watch-list gallery: FAISS search over embeddings kept in a directory.
 
-On-disk layout of ``path/`` (format_version 1):
+On-disk layout of ``path/`` (format_version 2):
 
 - ``persons.json`` — the commit point: ``format_version``, gallery ``version``, ``dim``, the name and sha256 of the
-  embeddings file it goes with, and every person with its ``row_start``/``row_count``.
+  embeddings file it goes with, every person (with its expiry) and its ``row_start``/``row_count``, the watch-list
+  specs, and the name, sha256 and per-person row ranges of the negative-evidence file (null when there is none).
 - ``embeddings.<version>.npy`` — (R, dim) float32 unit rows, each person's rows contiguous. The file name carries
   the version because two files cannot be replaced atomically together: the new embeddings file is written first
   under a fresh name, then ``persons.json`` is atomically replaced to point at it. A crash at any moment leaves
   either the old pair or the new pair, never a torn mix; stray files from a crash are deleted by the next write.
-- ``audit.jsonl`` — append-only trail (:mod:`argus.gallery.audit`).
+- ``negatives.<version>.npy`` — negative evidence ("not this person" faces), same scheme as the embeddings.
+- ``audit.jsonl`` — append-only trail (:mod:`argus.gallery.audit`; erasure is its one sanctioned rewrite).
+
+No file name carries a person id (they live only inside ``persons.json`` and ``audit.jsonl``), so an erasure that
+rewrites those two leaves nothing in the directory naming the person. A per-person file would have to be named
+with :func:`argus.ids.person_key`.
 - ``gallery.lock`` — ``fcntl.flock`` target: writers hold it exclusively across read-modify-write (so the enrollment
   CLI and another writer never interleave or lose each other's change), loaders hold it shared while reading the
   pair (so a writer cannot delete the embeddings file they are about to open). POSIX only.
@@ -41,11 +47,11 @@ import numpy as np
 
 from argus.errors import ConfigError, InputError, StoreError
 from argus.gallery.audit import AUDIT_FILE, AuditEntry, JsonlAuditLog, read_audit
-from argus.gallery.base import Candidate, Person, Snapshot, SnapshotGallery, embeddings_sha256
+from argus.gallery.base import Candidate, Person, Snapshot, SnapshotGallery, WatchlistSpec, embeddings_sha256
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PERSONS_FILE = "persons.json"
 LOCK_FILE = "gallery.lock"
 INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivf")
@@ -57,14 +63,27 @@ IVF_POINTS_PER_LIST = 39  # FAISS's own minimum training points per centroid
 IVF_TRAIN_PER_LIST = 64  # k-means on a sample: 64 points per list trains as well as all rows, far faster at 1M
 GPU_MAX_K = 2048  # FAISS GPU indexes refuse larger k
 
-#: format_version n -> function upgrading a persons.json dict from n to n + 1. Empty until format 2 exists.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def _v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 added expiry (absent = none), watch-list specs and negative evidence (none in a format-1 gallery).
+    The format number went up so an older Argus refuses a newer gallery instead of ignoring expiries."""
+    return {**meta, "format_version": 2, "watchlists": [], "negatives_file": None, "negatives_sha256": None,
+            "negative_rows": 0, "negatives": []}
+
+
+#: format_version n -> function upgrading a persons.json dict from n to n + 1.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 Signature = tuple[int, int, int]
 
 
 def _embeddings_name(version: int) -> str:
     return f"embeddings.{version:08d}.npy"
+
+
+def _negatives_name(version: int) -> str:
+    return f"negatives.{version:08d}.npy"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -213,7 +232,7 @@ class FaissGallery(SnapshotGallery):
             self._sig = sig
             return False
         snap = self._read_snapshot(meta)
-        self._install(self._snap, snap)
+        self._install(self._snap, snap, same_rows=meta["embeddings_sha256"] == self._disk_sha)
         self._sig = sig
         self._disk_sha = meta["embeddings_sha256"]
         return True
@@ -235,28 +254,32 @@ class FaissGallery(SnapshotGallery):
         while fv < FORMAT_VERSION:
             meta = MIGRATIONS[fv](meta)
             fv += 1
-        missing = {"version", "dim", "embeddings_file", "embeddings_sha256", "rows", "persons"} - meta.keys()
+        missing = {"version", "dim", "embeddings_file", "embeddings_sha256", "rows", "persons", "watchlists",
+                   "negatives_file", "negatives_sha256", "negative_rows", "negatives"} - meta.keys()
         if missing:
             raise StoreError(f"gallery {file}: expected keys {sorted(missing)}, got {sorted(meta)}")
         if meta["dim"] != self.dim:
             raise ConfigError(f"gallery {self.path}: expected dim {self.dim} (configured), got {meta['dim']} on disk")
         return meta
 
-    def _read_snapshot(self, meta: dict[str, Any]) -> Snapshot:
-        name = str(meta["embeddings_file"])
+    def _load_rows(self, name: object, rows: int, sha: object) -> np.ndarray:
+        name = str(name)
         if Path(name).name != name:
-            raise StoreError(f"gallery {self.path / PERSONS_FILE}: expected a bare embeddings file name, got {name!r}")
+            raise StoreError(f"gallery {self.path / PERSONS_FILE}: expected a bare file name, got {name!r}")
         file = self.path / name
         try:
             emb = np.load(file, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise StoreError(f"gallery {file}: cannot load embeddings: {e}") from e
-        if emb.dtype != np.float32 or emb.shape != (meta["rows"], self.dim):
-            raise StoreError(f"gallery {file}: expected float32 ({meta['rows']}, {self.dim}), "
-                             f"got {emb.dtype} {emb.shape}")
-        if embeddings_sha256(emb) != meta["embeddings_sha256"]:
-            raise StoreError(f"gallery {file}: expected sha256 {meta['embeddings_sha256']}, got "
-                             f"{embeddings_sha256(emb)} (corrupt or mismatched file)")
+        if emb.dtype != np.float32 or emb.shape != (rows, self.dim):
+            raise StoreError(f"gallery {file}: expected float32 ({rows}, {self.dim}), got {emb.dtype} {emb.shape}")
+        if embeddings_sha256(emb) != sha:
+            raise StoreError(f"gallery {file}: expected sha256 {sha}, got {embeddings_sha256(emb)} (corrupt or "
+                             f"mismatched file)")
+        return emb
+
+    def _read_snapshot(self, meta: dict[str, Any]) -> Snapshot:
+        emb = self._load_rows(meta["embeddings_file"], meta["rows"], meta["embeddings_sha256"])
         persons: list[Person] = []
         counts: list[int] = []
         row = 0
@@ -268,8 +291,19 @@ class FaissGallery(SnapshotGallery):
                 persons.append(Person.from_dict(rec))
                 counts.append(int(rec["row_count"]))
                 row += counts[-1]
+            watchlists = {w.name: w for w in (WatchlistSpec.from_dict(rec) for rec in meta["watchlists"])}
+            negatives: dict[str, np.ndarray] = {}
+            if meta["negatives_file"] is not None:
+                neg = self._load_rows(meta["negatives_file"], meta["negative_rows"], meta["negatives_sha256"])
+                for rec in meta["negatives"]:
+                    s, c = int(rec["row_start"]), int(rec["row_count"])
+                    if s < 0 or c < 1 or s + c > neg.shape[0]:
+                        raise StoreError(f"gallery {self.path / PERSONS_FILE}: negatives of "
+                                         f"{rec.get('person_id')!r}: expected rows within 0..{neg.shape[0]}, "
+                                         f"got {s}+{c}")
+                    negatives[str(rec["person_id"])] = neg[s : s + c]
             return Snapshot.build(dim=self.dim, version=int(meta["version"]), persons=persons, counts=counts,
-                                  embeddings=emb)
+                                  embeddings=emb, watchlists=watchlists, negatives=negatives)
         except (InputError, KeyError, TypeError, ValueError) as e:
             raise StoreError(f"gallery {self.path / PERSONS_FILE}: bad person records: {e}") from e
 
@@ -277,12 +311,13 @@ class FaissGallery(SnapshotGallery):
 
     def _commit(self, before: Snapshot, after: Snapshot, entries: Sequence[AuditEntry]) -> None:
         """Build (off to the side), persist, install, audit: a failed persist leaves memory and disk at ``before``."""
-        extend = self._can_extend(before, after)
-        new_index = None if extend else self._build_index(after.embeddings)
+        same = after.embeddings is before.embeddings  # a metadata-only change: the index stays valid
+        extend = not same and self._can_extend(before, after)
+        new_index = None if extend or same else self._build_index(after.embeddings)
         self._persist(after)
         if extend:
             self._extend_index(before, after)
-        else:
+        elif not same:
             self._index = new_index
         self._snap = after
         try:
@@ -294,6 +329,11 @@ class FaissGallery(SnapshotGallery):
     def _persist(self, snap: Snapshot) -> None:
         emb_name = _embeddings_name(snap.version)
         sha = embeddings_sha256(snap.embeddings)
+        neg_names = [pid for pid in snap.index_of if pid in snap.negatives]  # row order of the persons
+        neg = (np.concatenate([snap.negatives[p] for p in neg_names], axis=0) if neg_names
+               else np.zeros((0, snap.dim), np.float32))
+        neg_name = _negatives_name(snap.version) if neg_names else None
+        neg_starts = np.cumsum([0] + [int(snap.negatives[p].shape[0]) for p in neg_names])
         meta = {
             "format_version": FORMAT_VERSION,
             "version": snap.version,
@@ -305,21 +345,29 @@ class FaissGallery(SnapshotGallery):
                 {**p.to_dict(), "row_start": int(s), "row_count": int(c)}
                 for p, s, c in zip(snap.persons, snap.starts, snap.counts, strict=True)
             ],
+            "watchlists": [w.to_dict() for _, w in sorted(snap.watchlists.items())],
+            "negatives_file": neg_name,
+            "negatives_sha256": embeddings_sha256(neg) if neg_name else None,
+            "negative_rows": int(neg.shape[0]),
+            "negatives": [{"person_id": p, "row_start": int(neg_starts[i]),
+                           "row_count": int(snap.negatives[p].shape[0])} for i, p in enumerate(neg_names)],
         }
         _atomic_write(self.path / emb_name, lambda f: np.save(f, snap.embeddings, allow_pickle=False))
+        if neg_name is not None:
+            _atomic_write(self.path / neg_name, lambda f: np.save(f, neg, allow_pickle=False))
         # Compact: indent= would switch json to its pure-Python encoder, 5x slower on 100k persons (use jq to read).
         data = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         _atomic_write(self.path / PERSONS_FILE, lambda f: f.write(data))
         self._sig = self._stat_sig()
         self._disk_sha = sha
-        self._remove_stale_files(keep=emb_name)
+        self._remove_stale_files(keep={emb_name, neg_name})
 
-    def _remove_stale_files(self, *, keep: str) -> None:
-        """Old embeddings and crash leftovers; safe because we hold the exclusive lock (no loader is mid-read)."""
+    def _remove_stale_files(self, *, keep: set[str | None]) -> None:
+        """Old embeddings / negatives and crash leftovers; safe because we hold the exclusive lock (no loader is
+        mid-read)."""
         for f in self.path.iterdir():
-            stale = (f.name.startswith("embeddings.") and f.name.endswith(".npy") and f.name != keep) or (
-                f.name.startswith(".") and f.name.endswith(".tmp")
-            )
+            stale = (f.name.startswith(("embeddings.", "negatives.")) and f.name.endswith(".npy")
+                     and f.name not in keep) or (f.name.startswith(".") and f.name.endswith(".tmp"))
             if stale:
                 try:
                     f.unlink()
@@ -369,8 +417,10 @@ class FaissGallery(SnapshotGallery):
             self._sig = None  # force the next reload to rebuild from disk
             raise StoreError(f"gallery {self.path}: extending the index failed: {e}") from e
 
-    def _install(self, before: Snapshot, after: Snapshot) -> None:
-        if self._can_extend(before, after):
+    def _install(self, before: Snapshot, after: Snapshot, *, same_rows: bool) -> None:
+        if same_rows and self._index is not None and after.rows == before.rows:
+            pass  # a metadata-only change (expiry, watch-list spec, negatives): the index over the rows stays valid
+        elif self._can_extend(before, after):
             self._extend_index(before, after)
         else:
             self._index = self._build_index(after.embeddings)
@@ -405,3 +455,6 @@ class FaissGallery(SnapshotGallery):
 
     def audit(self) -> list[AuditEntry]:
         return read_audit(self.path / AUDIT_FILE)
+
+    def _redact_audit(self, person_id: str) -> int:
+        return self._audit_log.redact(person_id)

@@ -48,6 +48,9 @@ class MemoryGallery(SnapshotGallery):
             ])
         return out
 
+    def _redact_audit(self, person_id: str) -> int:
+        return self._audit.redact(person_id)
+
     def reload_if_changed(self) -> bool:
         """Nothing else can change an in-memory gallery."""
         return False
