@@ -8,21 +8,36 @@ camera's) threshold, and a lead over every other identity — cohort persons (wa
 who are never named) included. Only a change of verdict is published. Every decision carries the track's evidence
 (faces seen, embedded and supporting, score history, best crop, top-k candidates). Gallery changes made by
 ``argus gallery enroll/remove`` are picked up without a restart.
+
+What the gallery says beyond who is enrolled is applied here too: a person whose ``expires_at`` has passed (wall
+clock, checked at every batch) is never named — they stay searchable, so a track of them ends ``not_listed`` rather
+than being named for somebody else; a watch-list's spec threshold overrides the configured ones
+(:func:`argus.decisions.thresholds_in_force`); and a face at least as close to a person's negative evidence as to
+the person does not count for them (:func:`argus.decisions.discount_negatives`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from argus.decisions import IdentifyRule, QualityFloor, TrackDecision, TrackFace, face_usable
+from argus.decisions import (
+    IdentifyRule,
+    QualityFloor,
+    Thresholds,
+    TrackDecision,
+    TrackFace,
+    discount_negatives,
+    face_usable,
+)
 from argus.errors import InputError, SchemaError
 from argus.faces.embedder import EMBEDDING_DIM
 from argus.faces.types import emotion_label
-from argus.gallery.base import COHORT_WATCHLIST, Candidate
+from argus.gallery.base import COHORT_WATCHLIST, Candidate, Person
 from argus.ids import event_id
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
@@ -52,7 +67,8 @@ class MatcherProcessor:
     def __init__(self, resources: Resources, metrics: StageMetrics) -> None:
         s = resources.settings
         self.gallery = resources.gallery
-        self.thresholds = s.thresholds()
+        self._configured = s.thresholds()  # the environment's chain; the gallery's specs go on top (_sync)
+        self.thresholds: Thresholds = self._configured
         self.top_k = s.top_k
         self.floor = QualityFloor(min_size=s.min_quality_size, min_blur=s.min_quality_blur)
         self.book = TrackBook(rule=IdentifyRule(min_size=s.identify_min_size, min_faces=s.identify_min_faces,
@@ -70,7 +86,24 @@ class MatcherProcessor:
         self.gallery_size = metrics.gauge("gallery_persons", "Persons in the watch-list gallery.")
         self.gallery_version = metrics.gauge("gallery_version", "Gallery version in use (bumps on every change).")
         self._last_reload = 0.0
-        self._listed: tuple[int, dict[str, str]] = (-1, {})
+        self._synced = -1  # gallery version the caches below were built from
+        self._nameable: list[Person] = []  # every non-cohort person, expired or not
+        self._listed: dict[str, str] = {}
+        self._listed_at = math.inf  # wall-clock time _listed was computed at
+        self._listed_until = -math.inf  # wall-clock time until which _listed is right (the next expiry)
+        self._negatives: dict[str, np.ndarray] = {}
+
+    def _sync(self) -> None:
+        """Rebuild what is derived from the gallery when its version moved: thresholds, listable persons, negatives."""
+        v = self.gallery.version
+        if v == self._synced:
+            return
+        self._synced = v
+        self.thresholds = self._configured.with_overrides({w.name: w.threshold for w in self.gallery.watchlists()})
+        self.book.thresholds = self.thresholds
+        self._nameable = [p for p in self.gallery.persons() if p.watchlist != COHORT_WATCHLIST]
+        self._listed_until = -math.inf
+        self._negatives = {}
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -81,12 +114,36 @@ class MatcherProcessor:
         self.gallery_size.set(len(self.gallery))
         self.gallery_version.set(self.gallery.version)
 
-    def listed(self) -> dict[str, str]:
-        """person id → watch-list for every person who may be named; cohort persons are only ever runner-ups."""
-        if self._listed[0] != self.gallery.version:
-            self._listed = (self.gallery.version, {p.person_id: p.watchlist for p in self.gallery.persons()
-                                                   if p.watchlist != COHORT_WATCHLIST})
-        return self._listed[1]
+    def listed(self, now: float | None = None) -> dict[str, str]:
+        """person id → watch-list for every person who may be named at wall-clock ``now`` (default: now): not a
+        cohort person (only ever a runner-up) and not expired. Recomputed when the gallery changes and whenever
+        ``now`` reaches the next expiry, so an authorization that ends mid-run ends at the right batch."""
+        self._sync()
+        now = time.time() if now is None else now
+        if now >= self._listed_until or now < self._listed_at:  # the next expiry came, or the clock stepped back
+            self._listed_at = now
+            self._listed = {p.person_id: p.watchlist for p in self._nameable if p.active(now)}
+            self._listed_until = min((p.expires_at for p in self._nameable
+                                      if p.expires_at is not None and p.expires_at > now), default=math.inf)
+        return self._listed
+
+    def _negatives_of(self, person_id: str) -> np.ndarray:
+        rows = self._negatives.get(person_id)
+        if rows is None:
+            rows = self._negatives[person_id] = self.gallery.negatives(person_id)
+        return rows
+
+    def _discounted(self, query: np.ndarray, cands: list[Candidate]) -> list[Candidate]:
+        """``cands`` less the persons whose negative evidence this face is at least as close to as to them."""
+        neg_scores = {}
+        for c in cands:
+            rows = self._negatives_of(c.person_id)
+            if rows.shape[0]:
+                neg_scores[c.person_id] = float((rows @ query).max())
+        if not neg_scores:
+            return cands
+        kept = {p for p, _ in discount_negatives([(c.person_id, float(c.score)) for c in cands], neg_scores)}
+        return [c for c in cands if c.person_id in kept]
 
     def process(self, items: Sequence[Item[FacesV2]]) -> list[Output | Reject]:
         self._refresh()
@@ -118,7 +175,8 @@ class MatcherProcessor:
         self.search_seconds.observe(time.perf_counter() - t0)
         listed = self.listed()
         by_frame: dict[int, tuple[Item[FacesV2], list[TrackMatchV2]]] = {}
-        for (it, f, st), cands in zip(todo, results, strict=True):
+        for row, ((it, f, st), found) in enumerate(zip(todo, results, strict=True)):
+            cands = self._discounted(q[row], found)
             self.book.add_face(st, TrackFace(size=f.quality.size, weight=f.face_score,
                                              candidates=tuple((c.person_id, float(c.score)) for c in cands)),
                                evidence=(f, cands))

@@ -49,8 +49,10 @@ class Scored(Protocol):
 class Thresholds:
     """Cosine thresholds: one per watch-list where configured, else the default.
 
-    ``from_settings`` resolves the default: ``ARGUS_MATCH_THRESHOLD`` when set (non-zero), else the embedder's
-    measured default — so a site that configures nothing gets the number that was measured, not a guess.
+    The chain, most specific first: a watch-list's spec in the gallery (:meth:`with_overrides`), then
+    ``ARGUS_WATCHLIST_THRESHOLDS``, then ``ARGUS_MATCH_THRESHOLD`` when set (non-zero), then the embedder's measured
+    default — so a site that configures nothing gets the number that was measured, not a guess, and a threshold an
+    operator set on the list itself (audited, in the gallery) wins over the deployment's environment.
     """
 
     default: float
@@ -67,8 +69,22 @@ class Thresholds:
                       model_default: float) -> Thresholds:
         return cls(default=match_threshold or model_default, per_watchlist=watchlist_thresholds)
 
+    def with_overrides(self, overrides: Mapping[str, float | None]) -> Thresholds:
+        """These thresholds with ``overrides`` (watch-list → threshold from the gallery's specs) on top; a None
+        override leaves that list on the configured chain."""
+        return Thresholds(default=self.default,
+                          per_watchlist={**self.per_watchlist,
+                                         **{k: float(v) for k, v in overrides.items() if v is not None}})
+
     def for_watchlist(self, watchlist: str) -> float:
         return self.per_watchlist.get(watchlist, self.default)
+
+
+def thresholds_in_force(*, model_default: float, match_threshold: float, watchlist_thresholds: Mapping[str, float],
+                        gallery_specs: Mapping[str, float | None]) -> Thresholds:
+    """The whole chain as one function: gallery spec > ARGUS_WATCHLIST_THRESHOLDS > ARGUS_MATCH_THRESHOLD > model."""
+    return Thresholds.from_settings(match_threshold=match_threshold, watchlist_thresholds=watchlist_thresholds,
+                                    model_default=model_default).with_overrides(gallery_specs)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +107,18 @@ def decide_match(candidates: Sequence[Scored], thresholds: Thresholds) -> MatchV
         return None
     runner_up = candidates[1].score if len(candidates) > 1 else NO_RUNNER_UP_SCORE
     return MatchVerdict(best_index=0, threshold=threshold, margin=float(best.score - runner_up))
+
+
+# ---- does negative evidence rule a candidate out? -----------------------------------------------------------------
+def discount_negatives(candidates: Sequence[tuple[str, float]],
+                       negative_scores: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+    """``candidates`` (person id, cosine) without every person P whose negative evidence the face is at least as
+    close to (``negative_scores[P]``: the face's best cosine to P's "not this person" faces) as to P itself.
+
+    An operator said such a face is not P, and this face looks more like that one than like any photo of P, so it
+    is evidence for nobody: it neither votes for P nor makes P its runner-up. A tie goes against P ("at least as
+    close"): the operator's word on that face is the stronger evidence."""
+    return tuple((p, s) for p, s in candidates if p not in negative_scores or negative_scores[p] < s)
 
 
 # ---- does the sighting open an alert? ----------------------------------------------------------------------------

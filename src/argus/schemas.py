@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from argus.errors import SchemaError
-from argus.ids import SLUG_PATTERN
+from argus.ids import PERSON_ID_PATTERN, SLUG_PATTERN
 
 TOPIC_FRAMES = "argus.frames.v1"
 TOPIC_FACES = "argus.faces.v2"
@@ -30,6 +30,8 @@ RETIRED_SCHEMAS = {
 TOPIC_DEADLETTER = "argus.deadletter.v1"
 
 CameraId = Annotated[str, Field(pattern=SLUG_PATTERN)]
+#: Person ids follow the person-id rule (argus.ids.PERSON_ID_RULE), not the slug rule: records systems issue them.
+PersonId = Annotated[str, Field(pattern=PERSON_ID_PATTERN)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -139,7 +141,7 @@ class FacesV2(_FrameMessage):
 
 
 class CandidateV1(_Wire):
-    person_id: str
+    person_id: PersonId
     display_name: str
     watchlist: str
     score: float
@@ -174,7 +176,7 @@ class TrackMatchV2(_Wire):
     emotion_label: str
     emotion_timeline: tuple[EmotionChangeV2, ...] = ()  # when the track's emotion changed (bounded)
     crop_jpeg: bytes
-    person_id: str
+    person_id: PersonId
     display_name: str
     watchlist: str
     score: float  # the track-level score (mean of the person's best face scores)
@@ -226,7 +228,7 @@ class AlertV2(_Message):
     camera_id: CameraId
     camera_name: str
     location: LocationV1
-    person_id: str
+    person_id: PersonId
     display_name: str
     watchlist: str
     score: float
