@@ -58,9 +58,16 @@ RULES_TEST = K8S / "base" / "monitoring" / "prometheusrule.test.yaml"
 DASHBOARD = DEPLOY / "grafana" / "argus-dashboard.json"
 DOCKER_DIR = DEPLOY / "docker"
 K8S_VERSION = "1.32.0"
-#: Extras each stage's image must install (pyproject [project.optional-dependencies]).
+#: Every Argus service deployed: the four bus stages and the operator API (``argus run api``; no topics, so it
+#: is not in argus.topology.STAGES). Each has a Dockerfile, an image of its name and the ops port's probes.
+SERVICES: tuple[str, ...] = (*STAGES, "api")
+#: Extras each service's image must install (pyproject [project.optional-dependencies]).
 STAGE_EXTRAS = {"ingest": {"kafka"}, "inference": {"kafka", "triton"}, "matcher": {"kafka"},
-                "alerter": {"kafka", "mongo"}}
+                "alerter": {"kafka", "mongo"}, "api": {"triton", "mongo"}}
+#: Replicas the API runs at least, so one pod's loss (a drain, a crash) never takes the operators' access away.
+API_MIN_REPLICAS = 2
+#: The ops port every service serves /metrics, /healthz and /readyz on; only Prometheus may reach it.
+OPS_PORT = 9100
 #: Input topic of each consuming stage.
 STAGE_INPUT = INPUT_TOPICS
 #: Triton's own metrics the rules may use (Triton 2.51 /metrics on port 8002), and Prometheus' synthetic ones.
@@ -520,7 +527,7 @@ def check_security(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
                                                       f"Secret volume (mounts {sorted(secret_dirs)}), got "
                                                       f"{e['value']!r}"))
             ports = {p.get("name") for p in c.get("ports") or []}
-            if "metrics" in ports and str(c.get("image", "")).rsplit("/", 1)[-1].split(":")[0] in STAGES:
+            if "metrics" in ports and str(c.get("image", "")).rsplit("/", 1)[-1].split(":")[0] in SERVICES:
                 for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
                     got = ((c.get(probe) or {}).get("httpGet") or {})
                     if got.get("path") != path or got.get("port") not in ("metrics", 9100):
@@ -552,7 +559,7 @@ def _config_env(objs: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 def _stage_of(obj: Mapping[str, Any]) -> str | None:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     comp = labels.get("app.kubernetes.io/component")
-    return comp if comp in STAGES else None
+    return comp if comp in SERVICES else None
 
 
 def check_argus(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
@@ -636,6 +643,9 @@ def check_argus(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
                                             f"{d.get('kind')}"))
     problems += _check_cameras(objs)
     problems += _check_service_monitors(objs)
+    problems += _check_store_network(objs)
+    problems += _check_ops_port_policy(objs)
+    problems += _check_api(objs, env)
     return problems
 
 
@@ -663,6 +673,14 @@ def _check_settings(env: Mapping[str, str], objs: Sequence[Mapping[str, Any]]) -
     problems = [Problem(where, f"{k}: expected a setting among `argus config --list`, got an unknown variable")
                 for k in sorted(env) if k not in known]
     values = {k: v for k, v in env.items() if k in known}
+    # What a service adds on top of argus-config (the API's own ConfigMap, literal env) is held to the same rules.
+    for where_extra, extra in _service_env_sources(objs):
+        for k in sorted(extra):
+            if k.startswith("ARGUS_") and k not in known:
+                problems.append(Problem(where_extra, f"{k}: expected a setting among `argus config --list`, got an "
+                                                     f"unknown variable"))
+            elif k in known and not SECRET_FILE_ENV.search(k):
+                values[k] = extra[k]
     secret_envs = {e.get("name") for o in objs if o.get("kind") in WORKLOAD_KINDS
                    for c in _containers(((o.get("spec") or {}).get("template") or {}).get("spec") or {})
                    for e in c.get("env") or [] if (e.get("valueFrom") or {}).get("secretKeyRef")}
@@ -692,6 +710,45 @@ def _check_settings(env: Mapping[str, str], objs: Sequence[Mapping[str, Any]]) -
         os.environ.update(saved)
         stand_ins.cleanup()
     return problems
+
+
+def _configmap_data(objs: Sequence[Mapping[str, Any]], name: str, ns: str) -> dict[str, str] | None:
+    for o in objs:
+        if o.get("kind") == "ConfigMap" and _ns(o) == ns and (o.get("metadata") or {}).get("name") == name:
+            return {str(k): str(v) for k, v in (o.get("data") or {}).items()}
+    return None
+
+
+def _service_env_sources(objs: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, str]]]:
+    """(where, variables) of every Argus service container's envFrom ConfigMaps other than argus-config, and of its
+    literal env (secretKeyRefs excluded: _check_settings stands in for those)."""
+    out = []
+    for o in objs:
+        if o.get("kind") not in WORKLOAD_KINDS or _stage_of(o) is None:
+            continue
+        for c in _containers(((o.get("spec") or {}).get("template") or {}).get("spec") or {}):
+            for env_from in c.get("envFrom") or []:
+                name = str((env_from.get("configMapRef") or {}).get("name", ""))
+                if not name or re.fullmatch(r"argus-config(-[a-z0-9]+)?", name):
+                    continue
+                data = _configmap_data(objs, name, _ns(o))
+                if data is not None:
+                    out.append((f"ConfigMap/{name}", data))
+            literals = {str(e.get("name")): str(e.get("value")) for e in c.get("env") or [] if "value" in e}
+            if literals:
+                out.append((f"{ref(o)} container {c.get('name')!r} env", literals))
+    return out
+
+
+def _effective_env(objs: Sequence[Mapping[str, Any]], workload: Mapping[str, Any],
+                   container: Mapping[str, Any]) -> dict[str, str]:
+    """The variables a container starts with: its envFrom ConfigMaps in order, then its literal env."""
+    out: dict[str, str] = {}
+    for env_from in container.get("envFrom") or []:
+        name = (env_from.get("configMapRef") or {}).get("name")
+        out.update(_configmap_data(objs, str(name), _ns(workload)) or {} if name else {})
+    out.update({str(e.get("name")): str(e.get("value")) for e in container.get("env") or [] if "value" in e})
+    return out
 
 
 def _check_cameras(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
@@ -735,6 +792,181 @@ def _check_service_monitors(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
                    and any(ep.get("port") == "metrics" for ep in (m.get("spec") or {}).get("endpoints") or [])
                    for m in monitors):
             problems.append(Problem(ref(s), "expected a ServiceMonitor scraping its port 'metrics', got none"))
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# network policies: who may reach whom (a model of NetworkPolicy semantics good enough for the project's policies)
+@dataclass(frozen=True)
+class Endpoint:
+    """One side of a flow: pod labels and namespace, or (labels None) an address outside the cluster."""
+    namespace: str
+    labels: Mapping[str, str] | None
+
+
+def _policies(objs: Sequence[Mapping[str, Any]], pod: Endpoint, direction: str) -> list[Mapping[str, Any]]:
+    return [o.get("spec") or {} for o in objs if o.get("kind") == "NetworkPolicy" and pod.labels is not None
+            and _ns(o) == pod.namespace
+            and selector_matches((o.get("spec") or {}).get("podSelector") or {"matchLabels": {}}, pod.labels)
+            and direction.capitalize() in ((o.get("spec") or {}).get("policyTypes") or ["Ingress"])]
+
+
+def _peer_matches(peer: Mapping[str, Any], policy_ns: str, other: Endpoint) -> bool:
+    if "ipBlock" in peer:
+        return other.labels is None
+    if other.labels is None:
+        return False
+    if "namespaceSelector" in peer:
+        if not selector_matches(peer["namespaceSelector"] or {"matchLabels": {}},
+                                {"kubernetes.io/metadata.name": other.namespace}):
+            return False
+    elif other.namespace != policy_ns:
+        return False
+    return selector_matches(peer.get("podSelector") or {"matchLabels": {}}, other.labels)
+
+
+def _port_matches(rule: Mapping[str, Any], port: int, protocol: str = "TCP") -> bool:
+    ports = rule.get("ports") or []
+    return not ports or any(p.get("port") in (None, port) and p.get("protocol", "TCP") == protocol for p in ports)
+
+
+def allows(objs: Sequence[Mapping[str, Any]], src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP"
+           ) -> bool:
+    """Whether the NetworkPolicies let ``src`` open ``port`` on ``dst``: both the source's egress and the
+    destination's ingress (a side no policy isolates allows everything)."""
+    def side(pod: Endpoint, other: Endpoint, direction: str, key: str) -> bool:
+        pols = _policies(objs, pod, direction)
+        return not pols or any(
+            _port_matches(rule, port, protocol) and (not rule.get(key)  # no peers: every peer
+                                                      or any(_peer_matches(p, pod.namespace, other)
+                                                             for p in rule[key]))
+            for pol in pols for rule in pol.get(direction) or [])
+    return side(src, dst, "egress", "to") and side(dst, src, "ingress", "from")
+
+
+def _pod_endpoint(obj: Mapping[str, Any]) -> Endpoint:
+    tmpl = (obj.get("spec") or {}).get("template") or {}
+    return Endpoint(_ns(obj), (tmpl.get("metadata") or {}).get("labels") or {})
+
+
+def _first_pod(objs: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
+    return next((o for o in objs if o.get("kind") in WORKLOAD_KINDS and (o.get("metadata") or {}).get("name") == name),
+                None)
+
+
+DNS = Endpoint("kube-system", {"k8s-app": "kube-dns"})
+
+
+def _check_store_network(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
+    """Every workload given the MongoDB URI may reach MongoDB on 27017 (its egress and MongoDB's ingress): a policy
+    that forgets one would show up only as store timeouts in the cluster."""
+    mongo = _first_pod(objs, "argus-mongodb")
+    if mongo is None:
+        return []
+    problems = []
+    for o in objs:
+        if o.get("kind") not in WORKLOAD_KINDS or o is mongo:
+            continue
+        envs = {e.get("name") for c in _containers(((o.get("spec") or {}).get("template") or {}).get("spec") or {})
+                for e in c.get("env") or []}
+        if "ARGUS_MONGO_URI" in envs and not allows(objs, _pod_endpoint(o), _pod_endpoint(mongo), 27017):
+            problems.append(Problem(ref(o), "NetworkPolicy: expected it to reach argus-mongodb on 27017 (it is given "
+                                            "ARGUS_MONGO_URI), got the flow denied"))
+    return problems
+
+
+def _check_ops_port_policy(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
+    """The ops port (metrics, health) of an Argus service is reachable only from the monitoring namespace."""
+    problems = []
+    for o in objs:
+        if o.get("kind") != "NetworkPolicy" or not str((o.get("metadata") or {}).get("name", "")).startswith("argus-"):
+            continue
+        for i, rule in enumerate((o.get("spec") or {}).get("ingress") or []):
+            if not _port_matches(rule, OPS_PORT):
+                continue
+            peers = rule.get("from") or []
+            bad = [p for p in peers if not ("namespaceSelector" in p and selector_matches(
+                p["namespaceSelector"] or {"matchLabels": {}}, {"kubernetes.io/metadata.name": "monitoring"})
+                and not selector_matches(p["namespaceSelector"] or {"matchLabels": {}},
+                                         {"kubernetes.io/metadata.name": "not-monitoring"}))]
+            if not peers or bad:
+                problems.append(Problem(ref(o), f".spec.ingress[{i}]: expected port {OPS_PORT} (metrics, health) only "
+                                                f"from the monitoring namespace, got "
+                                                f"{_sel_str(bad) if peers else 'every source'}"))
+    return problems
+
+
+def _check_api(objs: Sequence[Mapping[str, Any]], env: Mapping[str, str]) -> list[Problem]:
+    """The operator API: replicas, the address and port it binds, its Service, and a NetworkPolicy that lets the
+    ingress controller in on the API port only and lets it out only to DNS, the store, Triton and the IdP."""
+    from urllib.parse import urlsplit
+
+    apis = [o for o in objs if o.get("kind") in WORKLOAD_KINDS and _stage_of(o) == "api"]
+    if not apis:
+        return [Problem("Deployment/argus-api", "expected the operator API's Deployment (component api), got none")]
+    problems = []
+    for d in apis:
+        spec = d.get("spec") or {}
+        if int(spec.get("replicas", 1)) < API_MIN_REPLICAS:
+            problems.append(Problem(ref(d), f".spec.replicas: expected at least {API_MIN_REPLICAS} (operators keep "
+                                            f"access through a drain or a crash), got {spec.get('replicas', 1)}"))
+        pod_spec = (spec.get("template") or {}).get("spec") or {}
+        containers = [c for c in pod_spec.get("containers") or []
+                      if str(c.get("image", "")).rsplit("/", 1)[-1].split(":")[0] == "api"]
+        if not containers:
+            continue  # check_argus reports the image
+        c = containers[0]
+        cenv = _effective_env(objs, d, c)
+        host, port_s = cenv.get("ARGUS_API_HOST", "127.0.0.1"), cenv.get("ARGUS_API_PORT", "8080")
+        if host not in ("0.0.0.0", "::"):
+            problems.append(Problem(ref(d), f"ARGUS_API_HOST: expected 0.0.0.0 (the Service reaches the pod's IP, "
+                                            f"not loopback), got {host!r}"))
+        http = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}.get("http")
+        if str(http) != port_s:
+            problems.append(Problem(ref(d), f"container port http: expected ARGUS_API_PORT = {port_s}, got {http!r}"))
+        if not any(s.get("kind") == "Service" and _ns(s) == _ns(d)
+                   and selector_matches((s.get("spec") or {}).get("selector"), _pod_endpoint(d).labels or {})
+                   and any(p.get("targetPort") in ("http", http) for p in (s.get("spec") or {}).get("ports") or [])
+                   for s in objs):
+            problems.append(Problem(ref(d), "expected a Service exposing its port http, got none"))
+        me = _pod_endpoint(d)
+        ingress_pols, egress_pols = _policies(objs, me, "ingress"), _policies(objs, me, "egress")
+        if not ingress_pols or not egress_pols:
+            problems.append(Problem(ref(d), "expected a NetworkPolicy isolating it both ways (Ingress and Egress), "
+                                            "got none"))
+            continue
+        api_port = int(port_s) if port_s.isdigit() else 8080
+        rules = [r for p in ingress_pols for r in p.get("ingress") or [] if _port_matches(r, api_port)]
+        if not rules:
+            problems.append(Problem(ref(d), f"NetworkPolicy: expected ingress to the API port {api_port} from the "
+                                            f"ingress controller, got none"))
+        for r in rules:
+            if not r.get("from") or any("ipBlock" in p for p in r["from"]):
+                problems.append(Problem(ref(d), f"NetworkPolicy: expected ingress to port {api_port} only from the "
+                                                f"ingress controller's pods, got {r.get('from') or 'every source'}"))
+        needed: list[tuple[str, Endpoint, int, str]] = [("DNS", DNS, 53, "UDP")]
+        triton = _first_pod(objs, "argus-triton")
+        if env.get("ARGUS_BACKEND") == "triton" and triton is not None:
+            tport = env.get("ARGUS_TRITON_URL", ":8001").rsplit(":", 1)[-1]
+            needed.append(("Triton (enrollment embeds photos)", _pod_endpoint(triton),
+                           int(tport) if tport.isdigit() else 8001, "TCP"))
+        jwks = cenv.get("ARGUS_API_OIDC_JWKS", "")
+        idp = urlsplit(jwks) if jwks.startswith(("https://", "http://")) else None
+        if idp is not None:
+            needed.append((f"the identity provider ({idp.hostname})", Endpoint("", None),
+                           idp.port or (443 if idp.scheme == "https" else 80), "TCP"))
+        for what, dst, port, proto in needed:
+            if not allows(objs, me, dst, port, proto):
+                problems.append(Problem(ref(d), f"NetworkPolicy: expected egress to {what} on {proto} {port}, got "
+                                                f"the flow denied"))
+        for pol in egress_pols:
+            for i, r in enumerate(pol.get("egress") or []):
+                if not r.get("to"):
+                    problems.append(Problem(ref(d), f"NetworkPolicy egress[{i}]: expected named destinations (DNS, "
+                                                    f"MongoDB, Triton, the IdP), got every destination"))
+                elif idp is None and any("ipBlock" in p for p in r["to"]):
+                    problems.append(Problem(ref(d), f"NetworkPolicy egress[{i}]: expected no address block (no "
+                                                    f"ARGUS_API_OIDC_JWKS URL to fetch), got {r['to']}"))
     return problems
 
 
@@ -995,14 +1227,14 @@ def check_dockerfile(path: Path, stage: str) -> list[Problem]:
 
 def check_dockerfiles(directory: Path = DOCKER_DIR, report: Report | None = None) -> list[Problem]:
     problems = []
-    for stage in STAGES:
+    for stage in SERVICES:
         path = directory / f"{stage}.Dockerfile"
         if not path.is_file():
             problems.append(Problem(str(path), "expected a Dockerfile for the stage, got none"))
             continue
         problems += check_dockerfile(path, stage)
     if report is not None:
-        report.dockerfiles = sum(1 for s in STAGES if (directory / f"{s}.Dockerfile").is_file())
+        report.dockerfiles = sum(1 for s in SERVICES if (directory / f"{s}.Dockerfile").is_file())
     return problems
 
 

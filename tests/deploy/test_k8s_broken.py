@@ -23,6 +23,10 @@ def _c(o: dict[str, Any], i: int = 0) -> dict[str, Any]:
     return o["spec"]["template"]["spec"]["containers"][i]
 
 
+def _env(o: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(e for e in _c(o)["env"] if e["name"] == name)
+
+
 def _set_cm(key: str, value: str) -> Mut:
     def f(o: dict[str, Any]) -> None:
         o["data"][key] = value
@@ -101,6 +105,45 @@ CASES: list[tuple[str, str, str, Mut, str]] = [
      lambda o: o["spec"].update(replicas=2), "expected ARGUS_INGEST_SHARDS = 1"),
     ("ingest as a Deployment has no stable shard ordinal", "StatefulSet", "argus-ingest",
      lambda o: o.update(kind="Deployment"), "expected a StatefulSet"),
+    # the operator API
+    ("API readiness probe on the wrong path", "Deployment", "argus-api",
+     lambda o: _c(o)["readinessProbe"]["httpGet"].update(path="/healthz"), "expected readinessProbe httpGet /readyz"),
+    ("API liveness probe on the API port", "Deployment", "argus-api",
+     lambda o: _c(o)["livenessProbe"]["httpGet"].update(port="http"), "expected livenessProbe httpGet /healthz"),
+    ("API with one replica", "Deployment", "argus-api", lambda o: o["spec"].update(replicas=1),
+     "expected at least 2"),
+    ("API bound to loopback", "Deployment", "argus-api",
+     lambda o: _env(o, "ARGUS_API_HOST").update(value="127.0.0.1"), "ARGUS_API_HOST: expected 0.0.0.0"),
+    ("API port differs from its container port", "Deployment", "argus-api",
+     lambda o: _env(o, "ARGUS_API_PORT").update(value="8081"), "expected ARGUS_API_PORT = 8081"),
+    ("API env name unknown to Settings", "Deployment", "argus-api",
+     lambda o: _c(o)["env"].append({"name": "ARGUS_API_PORTT", "value": "8080"}),
+     "ARGUS_API_PORTT: expected a setting"),
+    ("API image of another service", "Deployment", "argus-api",
+     lambda o: _c(o).update(image="registry.example.com/argus/alerter:dev"), "expected the api image"),
+    ("API not scraped", "ServiceMonitor", "argus-api",
+     lambda o: o["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/name": "argus-apii"}),
+     "expected a ServiceMonitor scraping its port 'metrics'"),
+    ("API port open to every source", "NetworkPolicy", "argus-api", lambda o: o["spec"]["ingress"][0].pop("from"),
+     "expected ingress to port 8080 only from the ingress controller"),
+    ("API metrics open to the ingress controller", "NetworkPolicy", "argus-api",
+     lambda o: o["spec"]["ingress"][0]["ports"].append({"protocol": "TCP", "port": 9100}),
+     "expected port 9100 (metrics, health) only from the monitoring namespace"),
+    ("API cannot reach MongoDB", "NetworkPolicy", "argus-mongodb",
+     lambda o: o["spec"]["ingress"][0]["from"].pop(1), "Deployment/argus/argus-api: NetworkPolicy: expected it to "
+                                                       "reach argus-mongodb"),
+    ("ingest cannot write camera health", "NetworkPolicy", "argus-ingest",
+     lambda o: o["spec"]["egress"].pop(2), "StatefulSet/argus/argus-ingest: NetworkPolicy: expected it to reach "
+                                           "argus-mongodb"),
+    ("API cannot reach Triton to enroll", "NetworkPolicy", "argus-triton",
+     lambda o: o["spec"]["ingress"][0]["from"].pop(2), "expected egress to Triton"),
+    ("API egress to anywhere", "NetworkPolicy", "argus-api",
+     lambda o: o["spec"]["egress"].append({"ports": [{"protocol": "TCP", "port": 443}]}),
+     "expected named destinations"),
+    ("API egress to an address block without OIDC", "NetworkPolicy", "argus-api",
+     lambda o: o["spec"]["egress"].append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}), "expected no address block"),
+    ("API Service without the http port", "Service", "argus-api", lambda o: o["spec"]["ports"].pop(0),
+     "expected a Service exposing its port http"),
 ]
 
 
@@ -244,3 +287,28 @@ def test_kustomize_failure_is_reported(tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({"resources": ["missing.yaml"]}))
     with pytest.raises(k8s_check.CheckError, match="kubectl kustomize .*expected exit 0"):
         k8s_check.render(tmp_path)
+
+
+def test_api_oidc_url_without_egress_to_the_idp_is_caught(rendered: dict[str, Objs]) -> None:
+    """prod fetches the JWKS from an https URL: dropping the IdP rule from its policy must be caught."""
+    prod = rendered["prod"]
+    assert k8s_check.check_manifests(prod) == []
+    broken = k8s_check.mutate(prod, "NetworkPolicy", "argus-api", lambda o: o["spec"]["egress"].pop())
+    problems = [str(p) for p in k8s_check.check_manifests(broken)]
+    assert any("expected egress to the identity provider (login.example.com) on TCP 443" in p for p in problems), \
+        problems
+
+
+def test_unknown_api_setting_in_its_configmap_is_caught(dev: Objs) -> None:
+    name = next(o["metadata"]["name"] for o in dev if o["kind"] == "ConfigMap"
+                and o["metadata"]["name"].startswith("argus-api"))
+    broken = k8s_check.mutate(dev, "ConfigMap", name, _set_cm("ARGUS_API_OIDC_ISSUR", "https://x"))
+    problems = [str(p) for p in k8s_check.check_manifests(broken)]
+    assert f"ConfigMap/{name}: ARGUS_API_OIDC_ISSUR: expected a setting among `argus config --list`, got an unknown " \
+           f"variable" in problems
+
+
+def test_every_service_has_a_dockerfile_entrypoint_of_its_name() -> None:
+    assert (*k8s_check.STAGES, "api") == k8s_check.SERVICES
+    assert k8s_check.check_dockerfiles() == []
+    assert "api" not in k8s_check.STAGES  # no topics: not a bus stage

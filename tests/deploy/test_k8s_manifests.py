@@ -39,12 +39,12 @@ def test_overlay_has_every_component(rendered: dict[str, Objs], overlay: str) ->
     kinds = Counter(o["kind"] for o in rendered[overlay])
     deployments = {o["metadata"]["name"] for o in rendered[overlay] if o["kind"] == "Deployment"}
     statefulsets = {o["metadata"]["name"] for o in rendered[overlay] if o["kind"] == "StatefulSet"}
-    assert {"argus-inference", "argus-matcher", "argus-alerter", "argus-triton"} <= deployments
+    assert {"argus-inference", "argus-matcher", "argus-alerter", "argus-api", "argus-triton"} <= deployments
     assert statefulsets == {"argus-ingest", "argus-mongodb"}  # ingest: one camera shard per ordinal
     assert kinds["Kafka"] == 1 and kinds["KafkaTopic"] == 5
     assert kinds["ScaledObject"] == 2 and kinds["PrometheusRule"] == 1
-    assert kinds["ServiceMonitor"] == 5  # four stages + Triton
-    assert kinds["PodDisruptionBudget"] == 6 and kinds["NetworkPolicy"] == 7
+    assert kinds["ServiceMonitor"] == 6  # four stages + the API + Triton
+    assert kinds["PodDisruptionBudget"] == 7 and kinds["NetworkPolicy"] == 8
     assert kinds["Secret"] == 0
 
 
@@ -113,7 +113,7 @@ def test_cli_validates_everything_and_prints_one_line_per_problem(promtool: str)
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout == ""
-    assert "problems: 0" in proc.stderr and "dev 45" in proc.stderr and "prod 46" in proc.stderr
+    assert "problems: 0" in proc.stderr and "dev 51" in proc.stderr and "prod 52" in proc.stderr
 
 
 @pytest.mark.parametrize("overlay", k8s_check.OVERLAYS)
@@ -128,3 +128,49 @@ def test_kubernetes_validate_cli_strict_accepts_the_builtin_objects(rendered: di
     broken = k8s_check.mutate(builtin, "Service", "argus-alerter", lambda o: o["spec"].update(bogus=1))
     bad = subprocess.run(args, input=yaml.safe_dump_all(broken), capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "'bogus' was unexpected" in bad.stdout + bad.stderr
+
+
+@pytest.mark.parametrize("overlay", k8s_check.OVERLAYS)
+def test_api_runs_two_replicas_on_8080_with_the_ops_port_probed(rendered: dict[str, Objs], overlay: str) -> None:
+    dep = _get(rendered[overlay], "Deployment", "argus-api")
+    api = _container(dep, "api")
+    assert dep["spec"]["replicas"] == 2
+    assert api["command"] == ["argus", "run", "api"]
+    env = {e["name"]: e for e in api["env"]}
+    assert env["ARGUS_API_HOST"]["value"] == "0.0.0.0" and env["ARGUS_API_PORT"]["value"] == "8080"
+    assert env["ARGUS_MONGO_URI"]["valueFrom"]["secretKeyRef"] == {"name": "argus-secrets", "key": "mongo-uri"}
+    assert {p["name"]: p["containerPort"] for p in api["ports"]} == {"http": 8080, "metrics": 9100}
+    assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert vols["gallery"]["persistentVolumeClaim"]["claimName"] == "argus-gallery"
+    mounts = {m["name"]: m["mountPath"] for m in api["volumeMounts"]}
+    assert mounts["gallery"] == k8s_check._config_env(rendered[overlay])["ARGUS_GALLERY_PATH"]
+    svc = _get(rendered[overlay], "Service", "argus-api")
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 8080, "metrics": 9100}
+    monitor = _get(rendered[overlay], "ServiceMonitor", "argus-api")
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+
+
+def test_api_network_reach_follows_the_config(rendered: dict[str, Objs]) -> None:
+    """The API port is open to the ingress controller and nothing else; the ops port to Prometheus only; MongoDB
+    is reachable from the API and from ingest (camera health); the IdP only where OIDC is configured (prod)."""
+    Ep = k8s_check.Endpoint
+    for overlay in k8s_check.OVERLAYS:
+        objs = rendered[overlay]
+        api = k8s_check._pod_endpoint(_get(objs, "Deployment", "argus-api"))
+        mongo = k8s_check._pod_endpoint(_get(objs, "StatefulSet", "argus-mongodb"))
+        ingest = k8s_check._pod_endpoint(_get(objs, "StatefulSet", "argus-ingest"))
+        controller = Ep("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+        prometheus = Ep("monitoring", {"app.kubernetes.io/name": "prometheus"})
+        assert k8s_check.allows(objs, controller, api, 8080)
+        assert not k8s_check.allows(objs, controller, api, 9100)
+        assert not k8s_check.allows(objs, Ep("argus", {"app.kubernetes.io/name": "argus-matcher"}), api, 8080)
+        assert not k8s_check.allows(objs, Ep("default", {"run": "curl"}), api, 8080)
+        assert k8s_check.allows(objs, prometheus, api, 9100) and not k8s_check.allows(objs, prometheus, api, 8080)
+        assert k8s_check.allows(objs, api, mongo, 27017) and k8s_check.allows(objs, ingest, mongo, 27017)
+        oidc = "ARGUS_API_OIDC_JWKS" in (k8s_check._configmap_data(objs, next(
+            o["metadata"]["name"] for o in objs if o["kind"] == "ConfigMap"
+            and o["metadata"]["name"].startswith("argus-api")), "argus") or {})
+        assert oidc == (overlay == "prod")
+        assert k8s_check.allows(objs, api, Ep("", None), 443) == oidc
