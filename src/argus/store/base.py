@@ -15,12 +15,17 @@ dicts: analysts join on them, so their fields are fixed; ``attributes`` carries 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast, get_args
 
-from argus.errors import StoreError
+from argus.audit_trail import AuditRecord
+from argus.errors import InputError, StoreError
 from argus.ids import event_id
 from argus.schemas import AlertV2, LocationV1, MatchesV2, TrackMatchV2
 
@@ -29,22 +34,40 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALERT_STATUSES",
+    "MAX_PAGE",
+    "AlertFilter",
     "AlertNotFoundError",
     "AlertRecord",
     "AlertStatus",
+    "ApiKeyRecord",
+    "AuditFilter",
     "CameraRecord",
+    "EventFilter",
     "EventStore",
+    "KeyNotFoundError",
+    "Page",
     "PersonRecord",
+    "Retention",
     "SightingEvent",
     "check_status",
+    "decode_cursor",
+    "encode_cursor",
 ]
 
-AlertStatus = Literal["new", "acknowledged", "dismissed"]
+T = TypeVar("T")
+#: The most rows one page may ask for: a bigger page is a bulk export, which has its own route.
+MAX_PAGE = 1000
+
+AlertStatus = Literal["new", "acknowledged", "dismissed", "not_this_person"]
 ALERT_STATUSES: tuple[str, ...] = get_args(AlertStatus)
 
 
 class AlertNotFoundError(StoreError):
     """``set_alert_status`` named an alert the store does not hold (typo, or already expired by retention)."""
+
+
+class KeyNotFoundError(StoreError):
+    """``revoke_api_key`` named a key id the store does not hold."""
 
 
 def check_status(status: str) -> AlertStatus:
@@ -252,6 +275,154 @@ class CameraRecord:
                    updated_at=float(doc["updated_at"]))
 
 
+@dataclass(frozen=True, kw_only=True)
+class Retention:
+    """How long each collection is kept, days; None keeps it forever. Crops go before the events they belong to
+    (they are the most sensitive part of the evidence); the audit trail is kept forever unless an auditor says."""
+
+    events_days: int | None = 90
+    alerts_days: int | None = 365
+    crops_days: int | None = 30
+    audit_days: int | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise StoreError(f"retention {f.name}: expected None or an integer >= 1, got {v!r}")
+
+    @staticmethod
+    def seconds(days: int | None) -> float | None:
+        return days * 86_400.0 if days is not None else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKeyRecord:
+    """An API key as stored: only the sha256 of its secret, so a copy of the store cannot be used to log in."""
+
+    key_id: str
+    name: str
+    role: str
+    secret_sha256: str
+    created_at: float
+    created_by: str
+    revoked_at: float | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> ApiKeyRecord:
+        rev = doc.get("revoked_at")
+        return cls(key_id=str(doc["key_id"]), name=str(doc["name"]), role=str(doc["role"]),
+                   secret_sha256=str(doc["secret_sha256"]), created_at=float(doc["created_at"]),
+                   created_by=str(doc["created_by"]), revoked_at=float(rev) if rev is not None else None)
+
+
+def _check_filter(obj: object) -> None:
+    """Filter values are literals compared by equality. A non-string (a dict such as ``{"$ne": None}`` that a JSON
+    body could smuggle in) is refused here, so no store can ever pass it on as a query operator."""
+    for f in fields(obj):  # type: ignore[arg-type]
+        v = getattr(obj, f.name)
+        if v is None:
+            continue
+        if f.name in ("since", "until"):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise InputError(f"filter {f.name}: expected epoch seconds (a finite number), got {v!r}")
+        elif f.name == "camera_ids":
+            if isinstance(v, str) or not isinstance(v, tuple | list) or not all(isinstance(c, str) for c in v):
+                raise InputError(f"filter camera_ids: expected a tuple of strings, got {v!r}")
+            object.__setattr__(obj, f.name, tuple(v))
+        elif not isinstance(v, str):
+            raise InputError(f"filter {f.name}: expected a string, got {type(v).__name__} {v!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertFilter:
+    """All optional, combined with AND; ``since <= ts_alert < until``. A zone is resolved to camera ids by the
+    caller; an empty ``camera_ids`` matches nothing."""
+
+    camera_ids: tuple[str, ...] | None = None
+    person_id: str | None = None
+    watchlist: str | None = None
+    status: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_filter(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventFilter:
+    """All optional, combined with AND; ``since <= ts_capture < until``."""
+
+    camera_ids: tuple[str, ...] | None = None
+    person_id: str | None = None
+    watchlist: str | None = None
+    emotion: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_filter(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditFilter:
+    """All optional, combined with AND; ``since <= ts < until``. ``subject`` matches only unredacted records."""
+
+    actor: str | None = None
+    action: str | None = None
+    subject: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_filter(self)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(ts: float, key: str | int) -> str:
+    """Opaque keyset cursor: the (time, id) of the last row of a page. Ordering is (time desc, id desc), so rows
+    with equal times are neither lost nor repeated across pages."""
+    raw = json.dumps([ts, key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, key_type: type[str] | type[int]) -> tuple[float, Any]:
+    def bad() -> InputError:
+        shown = cursor if len(cursor) <= 80 else cursor[:80] + "..."
+        return InputError(f"cursor: expected the next_cursor of a previous page, got {shown!r}")
+
+    if not isinstance(cursor, str) or len(cursor) > 1024:
+        raise bad()
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        val = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise bad() from None
+    if not isinstance(val, list) or len(val) != 2:
+        raise bad()
+    ts, key = val
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise bad()
+    if isinstance(key, bool) or not isinstance(key, key_type):
+        raise bad()
+    return float(ts), key
+
+
+def check_page_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InputError(f"page limit: expected an integer 1..{MAX_PAGE}, got {limit!r}")
+    return limit
+
+
 class EventStore(Protocol):
     """Sighting history and alerts. All writes are idempotent upserts; all queries return newest first."""
 
@@ -312,7 +483,69 @@ class EventStore(Protocol):
 
     def count_alerts(self) -> int: ...
 
+    # -- operator API (docs/operator-api-design.md "Event store") -----------------------------------------------
+
+    def page_alerts(self, flt: AlertFilter, *, limit: int, cursor: str | None = None) -> Page[AlertRecord]:
+        """Newest ts_alert first (ties by alert id desc); ``cursor`` is a previous page's ``next_cursor``."""
+        ...
+
+    def page_events(self, flt: EventFilter, *, limit: int, cursor: str | None = None) -> Page[SightingEvent]:
+        """Newest ts_capture first (ties by event id desc)."""
+        ...
+
+    def page_audit(self, flt: AuditFilter, *, limit: int, cursor: str | None = None) -> Page[AuditRecord]:
+        """Newest ts first (ties by seq desc)."""
+        ...
+
+    def list_persons(self) -> list[PersonRecord]: ...
+
+    def put_person_photos(self, person_id: str, photos: Sequence[bytes]) -> None:
+        """Replace the person's enrolled thumbnails (JPEG bytes, made by the caller)."""
+        ...
+
+    def get_person_photos(self, person_id: str) -> list[bytes]: ...
+
+    def list_cameras(self) -> list[CameraRecord]: ...
+
+    def put_camera_health(self, camera_id: str, health: Mapping[str, Any]) -> None: ...
+
+    def camera_health(self) -> dict[str, dict[str, Any]]: ...
+
+    def put_api_key(self, rec: ApiKeyRecord) -> None: ...
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    def list_api_keys(self) -> list[ApiKeyRecord]: ...
+
+    def revoke_api_key(self, key_id: str, *, at: float) -> ApiKeyRecord:
+        """Mark revoked (an already revoked key keeps its first revocation time); KeyNotFoundError if unknown."""
+        ...
+
+    def append_audit(self, *, actor: str, role: str, action: str, subject: str | None = None,
+                     details: Mapping[str, Any]) -> AuditRecord:
+        """Append the next record of the chain atomically, even with several writers (API replicas)."""
+        ...
+
+    def audit_records(self) -> Iterator[AuditRecord]:
+        """Every stored audit record, ascending seq, as stored (verification must see tampering)."""
+        ...
+
+    def redact_audit_subject(self, person_id: str) -> int:
+        """Blank subject and salt of every record about ``person_id`` (digests stay: the chain still verifies)."""
+        ...
+
+    def erase_person(self, person_id: str) -> dict[str, int]:
+        """Delete every trace of the person; counts per collection: events, alerts, crops, persons, photos,
+        candidates_scrubbed, audit_redacted."""
+        ...
+
     def close(self) -> None: ...
+
+
+def scrub_candidates(candidates: Any, person_id: str) -> tuple[list[Any], bool]:
+    """A candidate list without ``person_id`` (erasure: another person's sighting must not keep naming them)."""
+    kept = [c for c in (candidates or []) if not (isinstance(c, Mapping) and c.get("person_id") == person_id)]
+    return kept, len(kept) != len(candidates or [])
 
 
 def check_limit(limit: int) -> int:
