@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from argus.errors import ConfigError, InputError, StoreError
-from argus.gallery import FaissGallery, Gallery, MemoryGallery, Person, read_audit
+from argus.gallery import FaissGallery, Gallery, MemoryGallery, Person, WatchlistSpec, read_audit
 from argus.gallery import faiss_gallery as fg
 from argus.gallery.base import embeddings_sha256
 
@@ -401,7 +402,8 @@ def test_corrupt_or_foreign_gallery_files_are_refused_with_clear_errors(tmp_path
     meta = json.loads((tmp_path / "persons.json").read_text())
     meta["format_version"] = fg.FORMAT_VERSION + 1
     (tmp_path / "persons.json").write_text(json.dumps(meta))
-    with pytest.raises(StoreError, match=rf"expected format_version <= {fg.FORMAT_VERSION} .* got {fg.FORMAT_VERSION + 1}"):
+    newer = fg.FORMAT_VERSION + 1
+    with pytest.raises(StoreError, match=rf"expected format_version <= {fg.FORMAT_VERSION} .* got {newer}"):
         FaissGallery(path=tmp_path, dim=DIM)
 
 
@@ -441,3 +443,246 @@ def test_hnsw_recall_at_1_on_20k_identities(tmp_path, rng):
     got = [hits[0].person_id for hits in hnsw.search(probes, k=1)]
     recall = np.mean([g == f"p{e}" for g, e in zip(got, exact, strict=True)])
     assert recall >= 0.99
+
+
+# ------------------------------------------------------------------------------------------ operator API (issue 13)
+
+
+@pytest.mark.parametrize("pid", ["P-100", "case/2026:17", "Ab.9_x", "x" * 128])
+def test_person_ids_as_records_systems_write_them_enroll_search_and_remove(make_gallery, rng, pid):
+    g = make_gallery()
+    emb = unit(rng, 2)
+    g.enroll(Person(person_id=pid, display_name="Someone"), emb[:1], actor="op", reason="test")
+    g.enroll(person("other"), emb[1:], actor="op", reason="test")
+    assert g.search(emb[:1], k=1)[0][0].person_id == pid
+    assert g.get(pid) is not None and g.audit()[0].person_id == pid
+    g.remove(pid, actor="op", reason="test")
+    assert g.get(pid) is None
+
+
+@pytest.mark.parametrize("pid", ["../x", "", "x" * 129, "a\n", "a b", "-lead", "p\x00"])
+def test_person_ids_outside_the_person_id_rule_are_refused_naming_the_rule(pid):
+    with pytest.raises(InputError, match=r"person_id: expected a person id \(letters, digits .* got "):
+        Person(person_id=pid, display_name="x")
+
+
+def test_watchlist_names_stay_slugs():
+    with pytest.raises(InputError, match=r"watchlist: expected a slug"):
+        Person(person_id="P-1", display_name="x", watchlist="Case/1")
+
+
+def test_a_person_is_active_until_their_expiry_and_not_at_it():
+    p = Person(person_id="P-1", display_name="x", expires_at=1000.0)
+    assert p.active(999.9) and not p.active(1000.0) and not p.active(2000.0)
+    assert Person(person_id="P-1", display_name="x").active(1e12)
+    with pytest.raises(InputError, match=r"expires_at of P-1: expected epoch seconds >= 0 or None, got -1"):
+        Person(person_id="P-1", display_name="x", expires_at=-1)
+
+
+def test_update_person_changes_only_what_is_given_and_is_audited(make_gallery, rng):
+    g = make_gallery()
+    emb = unit(rng, 2)
+    g.enroll(Person(person_id="P-1", display_name="Ann", notes="n0", expires_at=5e9), emb, actor="op",
+             reason="order 1")
+    before = g.search(emb, k=1)
+    p = g.update_person("P-1", display_name="Ann B.", actor="bob", reason="typo")
+    assert (p.display_name, p.notes, p.expires_at, p.watchlist) == ("Ann B.", "n0", 5e9, "default")
+    assert g.get("P-1") == p and g.version == 2
+    p = g.update_person("P-1", expires_at=None, watchlist="vip", actor="bob", reason="order extended")
+    assert (p.display_name, p.expires_at, p.watchlist) == ("Ann B.", None, "vip")
+    p = g.update_person("P-1", expires_at=6e9, notes="", actor="bob", reason="order limited")
+    assert (p.expires_at, p.notes, p.enrolled_at) == (6e9, "", g.get("P-1").enrolled_at)  # type: ignore[union-attr]
+    after = g.search(emb, k=1)
+    assert [[(c.person_id, c.score) for c in q] for q in after] == [[(c.person_id, c.score) for c in q]
+                                                                    for q in before]  # embeddings untouched
+    assert after[0][0].watchlist == "vip" and after[0][0].display_name == "Ann B."
+    log = g.audit()
+    assert [(e.action, e.actor, e.reason, e.version, e.n_embeddings) for e in log[1:]] == [
+        ("update", "bob", "typo", 2, 2), ("update", "bob", "order extended", 3, 2),
+        ("update", "bob", "order limited", 4, 2)]
+    assert log[3].embeddings_sha256 == embeddings_sha256(emb) and log[2].watchlist == "vip"
+
+
+def test_update_person_refuses_unknown_ids_bad_fields_and_no_change(make_gallery, rng):
+    g = make_gallery()
+    g.enroll(person("P-1"), unit(rng, 1), actor="op", reason="test")
+    with pytest.raises(InputError, match=r"update_person: expected an enrolled person_id .* got unknown 'ghost'"):
+        g.update_person("ghost", notes="x", actor="op", reason="test")
+    with pytest.raises(InputError, match=r"expected at least one field to change, got none"):
+        g.update_person("P-1", actor="op", reason="test")
+    with pytest.raises(InputError, match=r"watchlist: expected a slug"):
+        g.update_person("P-1", watchlist="No Slug", actor="op", reason="test")
+    with pytest.raises(InputError, match=r"expires_at of P-1: expected epoch seconds"):
+        g.update_person("P-1", expires_at=float("nan"), actor="op", reason="test")
+    with pytest.raises(InputError, match=r"reason: expected a non-empty string"):
+        g.update_person("P-1", notes="x", actor="op", reason="")
+    assert g.version == 1 and len(g.audit()) == 1
+
+
+def test_watchlist_specs_are_set_listed_stamped_versioned_and_audited(make_gallery):
+    g = make_gallery()
+    assert g.watchlists() == [] and g.watchlist("vip") is None
+    g.set_watchlist(WatchlistSpec(name="vip", threshold=0.95, description="VIPs", legal_basis="policy 4"),
+                    actor="alice", reason="new list")
+    g.set_watchlist(WatchlistSpec(name="banned", threshold=None), actor="bob", reason="new list")
+    g.set_watchlist(WatchlistSpec(name="vip", threshold=0.97, legal_basis="policy 5"), actor="carol",
+                    reason="stricter")
+    assert [w.name for w in g.watchlists()] == ["banned", "vip"]
+    vip = g.watchlist("vip")
+    assert vip is not None and (vip.threshold, vip.description, vip.legal_basis, vip.updated_by) == (
+        0.97, "", "policy 5", "carol")
+    assert vip.updated_at > 1_600_000_000  # stamped by the gallery, not taken from the caller
+    assert g.version == 3
+    assert [(e.action, e.watchlist, e.person_id, e.actor, e.version) for e in g.audit()] == [
+        ("watchlist", "vip", "", "alice", 1), ("watchlist", "banned", "", "bob", 2),
+        ("watchlist", "vip", "", "carol", 3)]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "VIP list", "threshold": 0.9}, r"watchlist name: expected a slug"),
+    ({"name": "vip", "threshold": 1.5}, r"threshold of watch-list vip: expected a cosine in \[-1, 1\] or None, "
+                                       r"got 1.5"),
+    ({"name": "vip", "threshold": True}, r"expected a cosine .* got True"),
+    ({"name": "vip", "threshold": 0.9, "legal_basis": 7}, r"legal_basis of watch-list vip: expected a string"),
+])
+def test_bad_watchlist_specs_are_refused(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        WatchlistSpec(**kwargs)
+
+
+def test_negative_evidence_is_kept_per_person_audited_with_its_alert_and_removed_with_the_person(make_gallery, rng):
+    g = make_gallery()
+    g.enroll(person("P-1"), unit(rng, 2), actor="op", reason="test")
+    g.enroll(person("P-2"), unit(rng, 1), actor="op", reason="test")
+    assert g.negatives("P-1").shape == (0, DIM) and g.negatives("ghost").shape == (0, DIM)
+    n1, n2 = unit(rng, 2), unit(rng, 1)
+    g.add_negative("P-1", n1, actor="ana", reason="not this person", ref="alert-1")
+    g.add_negative("P-1", n2, actor="ana", reason="not this person", ref="alert-2")
+    np.testing.assert_array_equal(g.negatives("P-1"), np.vstack([n1, n2]))
+    assert g.negatives("P-2").shape == (0, DIM) and g.version == 4
+    neg = [e for e in g.audit() if e.action == "negative"]
+    assert [(e.person_id, e.ref, e.n_embeddings, e.embeddings_sha256, e.version) for e in neg] == [
+        ("P-1", "alert-1", 2, embeddings_sha256(n1), 3), ("P-1", "alert-2", 1, embeddings_sha256(n2), 4)]
+    g.enroll(person("P-1"), unit(rng, 1), actor="op", reason="new photo")
+    assert g.negatives("P-1").shape == (3, DIM)  # new photos do not clear what the person is not
+    g.remove("P-1", actor="op", reason="test")
+    g.enroll(person("P-1"), unit(rng, 1), actor="op", reason="back")
+    assert g.negatives("P-1").shape == (0, DIM)  # removed with the person
+
+
+def test_negative_evidence_refuses_unknown_persons_bad_rows_and_a_missing_ref(make_gallery, rng):
+    g = make_gallery()
+    g.enroll(person("P-1"), unit(rng, 1), actor="op", reason="test")
+    with pytest.raises(InputError, match=r"add_negative: expected an enrolled person_id .* got unknown 'ghost'"):
+        g.add_negative("ghost", unit(rng, 1), actor="op", reason="t", ref="a1")
+    with pytest.raises(InputError, match=r"negatives of P-1: expected dtype float32, got float64"):
+        g.add_negative("P-1", unit(rng, 1).astype(np.float64), actor="op", reason="t", ref="a1")
+    with pytest.raises(InputError, match=r"negatives of P-1: expected at least one row"):
+        g.add_negative("P-1", np.zeros((0, DIM), np.float32), actor="op", reason="t", ref="a1")
+    with pytest.raises(InputError, match=r"ref: expected the alert id the evidence came from, got ''"):
+        g.add_negative("P-1", unit(rng, 1), actor="op", reason="t", ref="")
+    assert g.version == 1
+
+
+def test_erase_removes_everything_of_the_person_and_redacts_the_audit_log(make_gallery, rng):
+    g = make_gallery()
+    pid = "case/2026:17"
+    token = "erased:" + hashlib.sha256(pid.encode()).hexdigest()[:16]
+    g.enroll(Person(person_id=pid, display_name="Eve"), unit(rng, 3), actor="op", reason=f"enroll {pid}")
+    g.enroll(person("P-10"), unit(rng, 1), actor="op", reason="mentions case/2026:170, not the same id")
+    g.add_negative(pid, unit(rng, 2), actor="ana", reason="not this person", ref="alert-9")
+    g.update_person(pid, notes="x", actor="op", reason="note")
+    counts = g.erase(pid, actor="dpo", reason=f"erasure request for {pid}")
+    assert counts == {"embeddings": 3, "negatives": 2, "audit_entries_redacted": 3}
+    assert g.get(pid) is None and g.negatives(pid).shape == (0, DIM) and len(g) == 1
+    log = g.audit()
+    assert all(pid not in json.dumps(e.to_dict()).replace("case/2026:170", "") for e in log)
+    assert [(e.action, e.person_id) for e in log] == [("enroll", token), ("enroll", "P-10"), ("negative", token),
+                                                       ("update", token), ("erase", token)]
+    assert log[0].reason == f"enroll {token}" and log[-1].reason == f"erasure request for {token}"
+    assert log[1].reason == "mentions case/2026:170, not the same id"  # a longer id is not this person
+    assert (log[-1].n_embeddings, log[-1].actor, log[-1].version) == (3, "dpo", 5)
+    with pytest.raises(InputError, match=r"erase: expected a person_id that is enrolled or named in the audit "
+                                         r"log, got unknown 'ghost'"):
+        g.erase("ghost", actor="dpo", reason="test")
+    with pytest.raises(InputError, match=r"person_id: expected a person id"):
+        g.erase("../x", actor="dpo", reason="test")
+
+
+def test_a_person_removed_earlier_can_still_be_erased_from_the_audit_log(make_gallery, rng):
+    g = make_gallery()
+    g.enroll(person("P-1"), unit(rng, 1), actor="op", reason="test")
+    g.remove("P-1", actor="op", reason="test")
+    assert g.erase("P-1", actor="dpo", reason="request") == {"embeddings": 0, "negatives": 0,
+                                                              "audit_entries_redacted": 2}
+    assert all(e.person_id != "P-1" for e in g.audit())
+    with pytest.raises(InputError, match=r"got unknown 'P-1'"):  # nothing left to erase
+        g.erase("P-1", actor="dpo", reason="again")
+
+
+# ------------------------------------------------------------------------------------------ FAISS: persisted
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_expiry_specs_and_negatives_survive_a_reopen_and_hot_reload_into_another_instance(tmp_path, rng, kind):
+    writer = FaissGallery(path=tmp_path, dim=DIM, index=kind)
+    reader = FaissGallery(path=tmp_path, dim=DIM, index=kind)
+    emb, neg = unit(rng, 2), unit(rng, 2)
+    writer.enroll(Person(person_id="P-1", display_name="A", expires_at=5e9), emb[:1], actor="op", reason="t")
+    writer.enroll(person("case/7:1"), emb[1:], actor="op", reason="t")
+    assert reader.reload_if_changed() is True
+    index = writer._index
+    writer.update_person("P-1", expires_at=6e9, actor="op", reason="extended")
+    writer.set_watchlist(WatchlistSpec(name="vip", threshold=0.97, legal_basis="order 5"), actor="op", reason="t")
+    writer.add_negative("case/7:1", neg, actor="op", reason="not him", ref="alert-3")
+    assert writer._index is index  # metadata-only changes keep the index (HNSW rebuilds are slow)
+    assert reader.reload_if_changed() is True and reader.version == writer.version == 5
+    for g in (reader, FaissGallery(path=tmp_path, dim=DIM, index=kind)):
+        assert g.get("P-1").expires_at == 6e9  # type: ignore[union-attr]
+        assert g.watchlists() == writer.watchlists() and g.watchlist("vip").threshold == 0.97  # type: ignore[union-attr]
+        np.testing.assert_array_equal(g.negatives("case/7:1"), neg)
+        assert g.negatives("P-1").shape == (0, DIM)
+        assert g.search(emb, k=1)[0][0].person_id == "P-1" and g.search(emb, k=1)[1][0].person_id == "case/7:1"
+        assert g.audit() == writer.audit()
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["embeddings.00000005.npy", "negatives.00000005.npy"]
+    writer.remove("case/7:1", actor="op", reason="t")  # the last negatives go with the person: no file left
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["embeddings.00000006.npy"]
+    assert reader.reload_if_changed() is True and reader.negatives("case/7:1").shape == (0, DIM)
+
+
+def test_after_erase_no_file_in_the_gallery_directory_contains_the_person_id(tmp_path, rng):
+    pid, other = "case/2026:17", "P-100"
+    g = FaissGallery(path=tmp_path, dim=DIM)
+    reader = FaissGallery(path=tmp_path, dim=DIM)
+    g.enroll(Person(person_id=pid, display_name="Eve", notes="seen at gate"), unit(rng, 2), actor="op",
+             reason=f"court order for {pid}")
+    g.enroll(Person(person_id=other, display_name="Bob"), unit(rng, 1), actor="op", reason="t")
+    g.add_negative(pid, unit(rng, 1), actor="op", reason="not her", ref="alert-1")
+    g.update_person(pid, expires_at=5e9, actor="op", reason="t")
+    assert any(pid.encode() in f.read_bytes() for f in tmp_path.iterdir() if f.is_file())
+    counts = g.erase(pid, actor="dpo", reason=f"art. 17 request: {pid}")
+    assert counts == {"embeddings": 2, "negatives": 1, "audit_entries_redacted": 3}
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert pid.encode() not in f.read_bytes(), f"{f.name} still names the erased person"
+            assert b"Eve" not in f.read_bytes()
+    assert any(other.encode() in f.read_bytes() for f in tmp_path.iterdir() if f.is_file())
+    assert reader.reload_if_changed() is True and reader.get(pid) is None and reader.get(other) is not None
+    fresh = FaissGallery(path=tmp_path, dim=DIM)
+    assert fresh.audit() == g.audit() and [e.action for e in fresh.audit()][-1] == "erase"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_format_1_gallery_loads_with_no_expiry_specs_or_negatives(tmp_path, rng):
+    g = FaissGallery(path=tmp_path, dim=DIM)
+    emb = unit(rng, 1)
+    g.enroll(person("p1"), emb, actor="op", reason="t")
+    meta = json.loads((tmp_path / "persons.json").read_text())
+    v1 = {k: v for k, v in meta.items()
+          if k not in {"watchlists", "negatives_file", "negatives_sha256", "negative_rows", "negatives"}}
+    v1["format_version"] = 1
+    v1["persons"] = [{k: v for k, v in p.items() if k != "expires_at"} for p in v1["persons"]]
+    (tmp_path / "persons.json").write_text(json.dumps(v1))
+    old = FaissGallery(path=tmp_path, dim=DIM)
+    assert old.get("p1") == person("p1") and old.watchlists() == [] and old.negatives("p1").shape == (0, DIM)
+    assert old.search(emb, k=1)[0][0].person_id == "p1"

@@ -18,8 +18,10 @@ from argus.decisions import (
     decide_alert,
     decide_match,
     decide_track,
+    discount_negatives,
     face_usable,
     prior_for,
+    thresholds_in_force,
 )
 from argus.errors import ConfigError
 from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
@@ -241,3 +243,57 @@ def test_a_track_score_is_the_mean_of_the_persons_best_faces_and_the_margin_coun
 def test_an_identify_rule_with_impossible_numbers_is_refused():
     with pytest.raises(ConfigError, match="identify rule"):
         IdentifyRule(min_faces=0)
+
+
+# ---- the threshold chain: gallery spec > ARGUS_WATCHLIST_THRESHOLDS > ARGUS_MATCH_THRESHOLD > model default -------
+@pytest.mark.parametrize(("match", "env", "specs", "watchlist", "expected"), [
+    (0.0, {}, {}, "vip", 0.91),  # nothing configured: the model's measured default
+    (0.8, {}, {}, "vip", 0.8),  # ARGUS_MATCH_THRESHOLD beats the model default
+    (0.8, {"vip": 0.85}, {}, "vip", 0.85),  # ARGUS_WATCHLIST_THRESHOLDS beats ARGUS_MATCH_THRESHOLD
+    (0.8, {"vip": 0.85}, {"vip": 0.97}, "vip", 0.97),  # the gallery's spec beats the environment
+    (0.0, {}, {"vip": 0.97}, "vip", 0.97),  # ... and the model default
+    (0.8, {"vip": 0.85}, {"vip": None}, "vip", 0.85),  # a spec without a threshold leaves the env chain in force
+    (0.8, {"vip": 0.85}, {"banned": 0.97}, "vip", 0.85),  # another list's spec changes nothing for this one
+    (0.8, {"vip": 0.85}, {"banned": 0.97}, "default", 0.8),
+    (0.0, {}, {"vip": -1.0}, "vip", -1.0),  # the range's ends are thresholds too
+])
+def test_the_threshold_chain_is_spec_then_env_watchlist_then_env_default_then_model(
+        match: float, env: dict[str, float], specs: dict[str, float | None], watchlist: str, expected: float):
+    t = thresholds_in_force(model_default=0.91, match_threshold=match, watchlist_thresholds=env, gallery_specs=specs)
+    assert t.for_watchlist(watchlist) == pytest.approx(expected)
+
+
+def test_an_override_outside_the_cosine_range_is_refused():
+    with pytest.raises(ConfigError, match=r"expected cosine values in \[-1, 1\], got \{'vip': 1.5\}"):
+        Thresholds(default=0.9).with_overrides({"vip": 1.5})
+
+
+# ---- negative evidence -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("candidates", "negatives", "kept"), [
+    ((("ann", 0.95), ("bob", 0.5)), {}, ("ann", "bob")),  # no evidence: unchanged
+    ((("ann", 0.95), ("bob", 0.5)), {"ann": 0.97}, ("bob",)),  # closer to "not ann" than to ann: ann is out
+    ((("ann", 0.95), ("bob", 0.5)), {"ann": 0.95}, ("bob",)),  # a tie goes against ann ("at least as close")
+    ((("ann", 0.95), ("bob", 0.5)), {"ann": 0.94}, ("ann", "bob")),  # closer to ann: the evidence does not apply
+    ((("ann", 0.95), ("bob", 0.5)), {"bob": 0.6}, ("ann",)),  # the runner-up can be ruled out too
+    ((("ann", 0.95),), {"zed": 0.99}, ("ann",)),  # evidence about someone not among the candidates: ignored
+    ((), {"ann": 0.99}, ()),
+])
+def test_a_candidate_the_face_is_no_closer_to_than_to_its_negatives_is_dropped(
+        candidates: tuple[tuple[str, float], ...], negatives: dict[str, float], kept: tuple[str, ...]):
+    out = discount_negatives(candidates, negatives)
+    assert tuple(p for p, _ in out) == kept
+    assert all(dict(candidates)[p] == s for p, s in out)  # scores and order untouched
+
+
+def test_a_face_discounted_for_a_person_neither_votes_for_them_nor_makes_them_the_runner_up():
+    rule = IdentifyRule(min_size=40, min_faces=2, min_margin=0.03)
+    t = Thresholds(default=0.9)
+    listed = {"ann": "default", "bob": "default"}
+    # bob's faces: each is bob at 0.95, but ann's look-alike at 0.94 makes it ambiguous ...
+    raw = [TrackFace(size=90, weight=0.8, candidates=(("bob", 0.95), ("ann", 0.94))) for _ in range(2)]
+    assert decide_track(raw, listed=listed, thresholds=t, rule=rule).outcome is TrackOutcome.ambiguous
+    # ... until an operator's "not ann" evidence near these faces rules ann out: bob is named
+    clean = [TrackFace(size=90, weight=0.8, candidates=discount_negatives(f.candidates, {"ann": 0.96}))
+             for f in raw]
+    d = decide_track(clean, listed=listed, thresholds=t, rule=rule)
+    assert (d.outcome, d.person_id, d.margin) == (TrackOutcome.matched, "bob", pytest.approx(0.95 + 1.0))
