@@ -3,6 +3,9 @@
 One reader thread per camera (with a read watchdog and reconnect backoff) fills a small drop-oldest queue, so a
 slow bus or inference stage costs old frames — counted per camera — never memory or latency. This loop drains the
 queues round-robin, encodes JPEG once (the only time pixels are compressed), publishes and flushes in small groups.
+Each camera's health (reader state, fps, last frame, drops, reconnects) goes to the event store every
+``ARGUS_CAMERA_HEALTH_INTERVAL_S`` from a side thread, so the operator API can show it; a store outage is counted,
+never allowed to stop the frames.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import threading
 import time
 
 from argus.imaging import encode_jpeg
+from argus.ingest.health import CameraHealthRecorder
 from argus.ingest.reader import ReaderGroup, ReaderStats
 from argus.metrics import StageMetrics
 from argus.runtime.http import Health
@@ -56,7 +60,13 @@ class IngestService:
         self.camera_up = m.gauge("camera_up", "1 while the camera is streaming.", ("camera",))
         self.encode_seconds = m.histogram("encode_seconds", "JPEG encode time per frame.")
         m.gauge("cameras", "Cameras this ingest replica reads (its shard of the registry).").set(len(sources))
+        self.health_write_failures = m.counter(
+            "health_write_failures_total", "Camera health documents the event store did not take (ingest goes on).")
         self._prev: dict[str, ReaderStats] = {}
+        # The store is opened on the recorder's thread at its first write, not here: ingest starts without it.
+        self.camera_health = CameraHealthRecorder(
+            self.group.stats, lambda: resources.store, interval_s=s.camera_health_interval_s,
+            on_failure=lambda _e: self.health_write_failures.inc())
         self.bus.ensure_topics([TOPIC_FRAMES, TOPIC_DEADLETTER])
 
     def _export_stats(self) -> None:
@@ -88,6 +98,7 @@ class IngestService:
         restarts it into replaying the same files and Prometheus keeps its last values.
         """
         self.group.start()
+        self.camera_health.start()
         self.health.ready = True
         self.metrics.up.set(1)
         unflushed, last_flush, last_stats = 0, time.monotonic(), 0.0
@@ -132,6 +143,7 @@ class IngestService:
 
     def close(self) -> None:
         self.group.stop()
+        self.camera_health.stop()  # after the readers: the last record says they stopped
 
 
 def build(resources: Resources) -> IngestService:
