@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -83,7 +83,7 @@ class PhotoResult:
     machine-readable kind of refusal (None when accepted); ``embedding`` and ``thumbnail_jpeg`` are set only for
     an accepted photo."""
 
-    name: str
+    filename: str
     accepted: bool
     code: Reason | None = None
     reason: str = ""
@@ -95,7 +95,7 @@ class PhotoResult:
 
     def to_dict(self) -> dict[str, object]:
         """What an API response or the CLI's JSON shows: no vectors, no image bytes."""
-        return {"name": self.name, "accepted": self.accepted, "code": self.code, "reason": self.reason,
+        return {"filename": self.filename, "accepted": self.accepted, "code": self.code, "reason": self.reason,
                 "face_px": None if self.face_px is None else round(self.face_px, 1),
                 "blur": None if self.blur is None else round(self.blur, 1),
                 "consistency": None if self.consistency is None else round(self.consistency, 4)}
@@ -143,36 +143,36 @@ def _thumbnail(frame: np.ndarray, box: np.ndarray) -> bytes:
 def _one_photo(pipeline: FacePipeline, name: str, data: bytes | None, checks: PhotoChecks) -> PhotoResult:
     """The checks that need only this photo: decodable, exactly one face, big and sharp enough."""
     if data is None:
-        return PhotoResult(name=name, accepted=False, code="unreadable",
+        return PhotoResult(filename=name, accepted=False, code="unreadable",
                            reason=f"{name}: cannot be read (missing file or no permission)")
     if not isinstance(data, bytes | bytearray | memoryview):
-        return PhotoResult(name=name, accepted=False, code="unreadable",
+        return PhotoResult(filename=name, accepted=False, code="unreadable",
                            reason=f"{name}: expected image bytes, got {type(data).__name__}")
     try:
         frame = decode_image(bytes(data), where=name)
     except InputError as e:
-        return PhotoResult(name=name, accepted=False, code="unreadable",
+        return PhotoResult(filename=name, accepted=False, code="unreadable",
                            reason=f"{name}: not a readable image (JPEG, PNG, ...): {e}")
     faces: list[Face] = pipeline.process([frame])[0]
     if not faces:
-        return PhotoResult(name=name, accepted=False, code="no_face",
+        return PhotoResult(filename=name, accepted=False, code="no_face",
                            reason=f"{name}: no face found (expected exactly one; faces under "
                                   f"{checks.min_face_px:.0f} px or turned away are not found)")
     if len(faces) > 1:
-        return PhotoResult(name=name, accepted=False, code="several_faces",
+        return PhotoResult(filename=name, accepted=False, code="several_faces",
                            reason=f"{name}: {len(faces)} faces found (expected exactly one; crop the photo to "
                                   "one person)")
     face = faces[0]
     size, blur = face.quality.size, face.quality.blur
     if size < checks.min_face_px:
-        return PhotoResult(name=name, accepted=False, code="too_small", face_px=size, blur=blur,
+        return PhotoResult(filename=name, accepted=False, code="too_small", face_px=size, blur=blur,
                            reason=f"{name}: face too small ({size:.0f} px, expected at least "
                                   f"{checks.min_face_px:.0f} px; use a closer or higher-resolution photo)")
     if not face_usable(size=size, blur=blur, floor=checks.floor):
-        return PhotoResult(name=name, accepted=False, code="too_blurry", face_px=size, blur=blur,
+        return PhotoResult(filename=name, accepted=False, code="too_blurry", face_px=size, blur=blur,
                            reason=f"{name}: face too blurry (sharpness {blur:.1f}, expected at least "
                                   f"{checks.min_blur:.1f}; use a sharper photo)")
-    return PhotoResult(name=name, accepted=True, face_px=size, blur=blur, embedding=face.embedding,
+    return PhotoResult(filename=name, accepted=True, face_px=size, blur=blur, embedding=face.embedding,
                        thumbnail_jpeg=_thumbnail(frame, face.box))
 
 
@@ -211,23 +211,22 @@ def _same_person(results: list[PhotoResult], threshold: float) -> list[PhotoResu
         keep.pop(worst)
     for i, c in dropped.items():
         r = out[i]
-        out[i] = PhotoResult(name=r.name, accepted=False, code="not_same_person", face_px=r.face_px, blur=r.blur,
-                             consistency=c,
-                             reason=f"{r.name}: does not look like the same person as the other photos (cosine "
+        out[i] = PhotoResult(filename=r.filename, accepted=False, code="not_same_person", face_px=r.face_px,
+                             blur=r.blur, consistency=c,
+                             reason=f"{r.filename}: does not look like the same person as the other photos (cosine "
                                     f"{c:.3f} to them, expected at least {threshold:.2f})")
     if dropped and len(dropped) >= len(keep):
         for i in keep:
             r = out[i]
-            out[i] = PhotoResult(name=r.name, accepted=False, code="not_same_person", face_px=r.face_px,
+            out[i] = PhotoResult(filename=r.filename, accepted=False, code="not_same_person", face_px=r.face_px,
                                  blur=r.blur, consistency=scores.get(i),
-                                 reason=f"{r.name}: the photos show more than one person (expected one; "
+                                 reason=f"{r.filename}: the photos show more than one person (expected one; "
                                         f"{len(dropped)} of {len(dropped) + len(keep)} disagree with the rest, so "
                                         "none can be trusted over the others: check which photos are the person)")
         return out
     for i in keep:
         r = out[i]
-        out[i] = PhotoResult(name=r.name, accepted=True, face_px=r.face_px, blur=r.blur, consistency=scores.get(i),
-                             embedding=r.embedding, thumbnail_jpeg=r.thumbnail_jpeg)
+        out[i] = replace(r, consistency=scores.get(i))
     return out
 
 
@@ -316,8 +315,8 @@ def enroll_person(
     for p in checked.rejected:
         log.warning("enroll %s: rejected %s", person.person_id, p.reason)
     refuse_if_none_accepted(person.person_id, checked)
-    accepted = [p.name for p in checked.accepted]
-    rejected = {p.name: p.reason for p in checked.rejected}
+    accepted = [p.filename for p in checked.accepted]
+    rejected = {p.filename: p.reason for p in checked.rejected}
     stacked = checked.embeddings()
     similar = look_alikes(gallery, person, stacked, threshold)
     for other, score in similar.items():

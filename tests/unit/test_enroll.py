@@ -111,7 +111,7 @@ def test_without_the_consistency_check_two_people_are_both_accepted(pipeline, as
 def test_verdicts_keep_input_order_and_one_bad_photo_does_not_stop_the_rest(pipeline, assets):
     res = check_photos(pipeline, [("junk", b"xx"), photo(assets, "faces/obama.jpg"),
                                   photo(assets, "pyfeat/multi_face.jpg"), photo(assets, "faces/obama2.jpg")])
-    assert [r.name for r in res.photos] == ["junk", "faces/obama.jpg", "pyfeat/multi_face.jpg", "faces/obama2.jpg"]
+    assert [r.filename for r in res.photos] == ["junk", "faces/obama.jpg", "pyfeat/multi_face.jpg", "faces/obama2.jpg"]
     assert [r.accepted for r in res.photos] == [False, True, False, True]
     assert res.photos[0].to_dict()["code"] == "unreadable"
 
