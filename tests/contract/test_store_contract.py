@@ -10,20 +10,31 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from wire import matches, track_match
 
-from argus.errors import StoreError
+from argus.audit_trail import verify_chain
+from argus.errors import InputError, StoreError
 from argus.schemas import AlertV2, LocationV1, MatchesV2
 from argus.store.base import (
+    MAX_PAGE,
+    AlertFilter,
     AlertNotFoundError,
+    ApiKeyRecord,
+    AuditFilter,
     CameraRecord,
+    EventFilter,
     EventStore,
+    KeyNotFoundError,
+    Page,
     PersonRecord,
+    Retention,
     SightingEvent,
 )
 
@@ -428,3 +439,381 @@ def test_mongo_store_unreachable_is_a_store_error_that_hides_the_password():
     msg = str(ei.value)
     assert "s3cr3t-pw" not in msg
     assert "127.0.0.1:1" in msg and "ping" in msg
+
+
+# -- operator API: keyset pages ---------------------------------------------------------------------------------
+
+
+def _walk(fetch: Callable[[str | None], Page[Any]]) -> tuple[list[Any], int]:
+    items: list[Any] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = fetch(cursor)
+        pages += 1
+        items += page.items
+        if page.next_cursor is None:
+            return items, pages
+        cursor = page.next_cursor
+        assert pages < 100, "pagination does not end"
+
+
+def test_alert_pages_with_equal_times_neither_lose_nor_repeat_rows(store: EventStore):
+    for i in range(23):  # all raised in the same second: only the id orders them
+        store.put_alert(_alert(f"gate-{i % 3}", "p-alice", T0, ts_alert=T0 + 5, seq=i, alert_id=f"a-{i:02d}"))
+    store.put_alert(_alert("gate-1", "p-alice", T0, ts_alert=T0 + 9, seq=99, alert_id="a-newest"))
+    got, pages = _walk(lambda c: store.page_alerts(AlertFilter(), limit=5, cursor=c))
+    ids = [r.alert_id for r in got]
+    assert ids == ["a-newest", *[f"a-{i:02d}" for i in reversed(range(23))]]
+    assert pages == 5
+    assert got[0].alert.crop_jpeg == CROPS["happy"]
+
+
+def test_event_pages_with_equal_times_neither_lose_nor_repeat_rows(store: EventStore):
+    store.put_events([e for seq in range(6) for e in _events("gate-1", seq, T0, "p-alice", faces=4)])
+    got, pages = _walk(lambda c: store.page_events(EventFilter(person_id="p-alice"), limit=7, cursor=c))
+    ids = [e.event_id for e in got]
+    assert len(ids) == 24 and len(set(ids)) == 24 and ids == sorted(ids, reverse=True)
+    assert pages == 4
+    assert all(e.crop_jpeg == CROPS["happy"] for e in got)
+
+
+def test_a_page_that_ends_exactly_at_the_last_row_has_no_next_cursor(store: EventStore):
+    store.put_events([e for seq in range(4) for e in _events("gate-1", seq, T0 + seq, "p-alice")])
+    first = store.page_events(EventFilter(), limit=4)
+    assert len(first.items) == 4 and first.next_cursor is None
+
+
+@pytest.mark.parametrize("cursor", ["not a cursor!", "e30", "WzEsMl0", "WyJ4IiwgImEiXQ", "W251bGwsImEiXQ", "x" * 2000])
+def test_a_malformed_cursor_is_an_input_error_naming_it(store: EventStore, cursor: str):
+    # "e30" = {}, "WzEsMl0" = [1,2] (an int where an alert id goes), ["x","a"], [null,"a"]
+    store.put_alert(_alert("gate-1", "p-alice", T0))
+    with pytest.raises(InputError, match="cursor"):
+        store.page_alerts(AlertFilter(), limit=5, cursor=cursor)
+
+
+@pytest.mark.parametrize("limit", [0, -1, MAX_PAGE + 1])
+def test_a_page_limit_outside_the_cap_is_refused(store: EventStore, limit: int):
+    with pytest.raises(InputError, match="page limit"):
+        store.page_events(EventFilter(), limit=limit)
+
+
+@pytest.fixture()
+def triaged(store: EventStore) -> EventStore:
+    """Six alerts: two watch-lists, three cameras, one of each triage outcome."""
+    for i in range(6):
+        a = _alert(f"gate-{i % 3}", "p-alice" if i < 3 else "p-bob", T0 + i, ts_alert=T0 + i, seq=i,
+                   alert_id=f"a-{i}")
+        store.put_alert(a.model_copy(update={"watchlist": "vip" if i % 2 else "banned"}))
+    store.set_alert_status("a-1", "acknowledged", actor="op-1")
+    store.set_alert_status("a-2", "dismissed", actor="op-1", note="look-alike")
+    store.set_alert_status("a-4", "not_this_person", actor="op-2", note="stranger")
+    return store
+
+
+@pytest.mark.parametrize(("flt", "expected"), [
+    (AlertFilter(), [5, 4, 3, 2, 1, 0]),
+    (AlertFilter(camera_ids=("gate-0", "gate-2")), [5, 3, 2, 0]),
+    (AlertFilter(camera_ids=()), []),
+    (AlertFilter(person_id="p-bob"), [5, 4, 3]),
+    (AlertFilter(watchlist="vip"), [5, 3, 1]),
+    (AlertFilter(status="new"), [5, 3, 0]),
+    (AlertFilter(status="not_this_person"), [4]),
+    (AlertFilter(since=T0 + 1, until=T0 + 4), [3, 2, 1]),
+    (AlertFilter(person_id="p-alice", watchlist="banned", camera_ids=("gate-0", "gate-2")), [2, 0]),
+])
+def test_alert_pages_filter_by_every_field(triaged: EventStore, flt: AlertFilter, expected: list[int]):
+    assert [r.alert.seq for r in triaged.page_alerts(flt, limit=50).items] == expected
+
+
+def test_not_this_person_is_a_triage_status_that_keeps_its_note(triaged: EventStore):
+    rec = triaged.get_alert("a-4")
+    assert rec is not None and (rec.status, rec.acked_by, rec.note) == ("not_this_person", "op-2", "stranger")
+
+
+@pytest.mark.parametrize(("flt", "expected"), [
+    (EventFilter(camera_ids=("gate-2",)), [9, 7, 5, 3, 1]),
+    (EventFilter(person_id="p-bob", emotion="angry"), [9, 6]),
+    (EventFilter(watchlist="vip", since=T0 + 8), [9, 8]),
+    (EventFilter(watchlist="default"), []),
+])
+def test_event_pages_filter_by_every_field(history: EventStore, flt: EventFilter, expected: list[int]):
+    assert [e.seq for e in history.page_events(flt, limit=50).items] == expected
+
+
+OPERATOR_LOOKALIKES = ['{"$ne": null}', "$where", "$gt", '{"$gt": ""}', "this.person_id != ''", "'; DROP TABLE x;--",
+                       "%", "*"]
+
+
+@pytest.mark.parametrize("value", OPERATOR_LOOKALIKES)
+def test_filter_values_that_look_like_operators_are_literals_matching_nothing(triaged: EventStore, value: str):
+    store = triaged
+    store.put_events(_events("gate-1", 1, T0, "p-alice"))
+    store.append_audit(actor="op-1", role="operator", action="alerts.query", details={})
+    for flt in (AlertFilter(person_id=value), AlertFilter(watchlist=value), AlertFilter(status=value),
+                AlertFilter(camera_ids=(value,))):
+        assert store.page_alerts(flt, limit=10).items == []
+    for eflt in (EventFilter(person_id=value), EventFilter(emotion=value), EventFilter(watchlist=value)):
+        assert store.page_events(eflt, limit=10).items == []
+    for aflt in (AuditFilter(actor=value), AuditFilter(action=value), AuditFilter(subject=value)):
+        assert store.page_audit(aflt, limit=10).items == []
+    assert store.count_alerts() == 6 and store.count_events() == 1  # nothing was changed either
+
+
+@pytest.mark.parametrize("build", [
+    lambda: AlertFilter(person_id={"$ne": None}),
+    lambda: AlertFilter(status=["new"]),
+    lambda: AlertFilter(camera_ids="gate-1"),
+    lambda: AlertFilter(camera_ids=({"$gt": ""},)),
+    lambda: EventFilter(emotion=1),
+    lambda: EventFilter(since="yesterday"),
+    lambda: AuditFilter(actor={"$where": "1"}),
+    lambda: AuditFilter(until=float("nan")),
+])
+def test_a_non_string_filter_value_is_refused(build: Callable[[], object]):
+    with pytest.raises(InputError, match="filter"):
+        build()
+
+
+# -- operator API: persons, photos, cameras, health, keys -------------------------------------------------------
+
+
+def test_persons_are_listed_by_id_and_their_photos_replaced_whole(store: EventStore):
+    for pid in ("P-200", "P-100", "p-a.b/c:1"):
+        store.upsert_person(PersonRecord(person_id=pid, display_name=pid, watchlist="vip"))
+    assert [p.person_id for p in store.list_persons()] == sorted(["P-200", "P-100", "p-a.b/c:1"])
+    assert store.get_person_photos("P-100") == []
+    store.put_person_photos("P-100", [CROPS["happy"], CROPS["angry"]])
+    assert store.get_person_photos("P-100") == [CROPS["happy"], CROPS["angry"]]
+    store.put_person_photos("P-100", [CROPS["disgust"]])
+    assert store.get_person_photos("P-100") == [CROPS["disgust"]]
+    assert store.get_person_photos("P-200") == []
+    with pytest.raises(InputError, match="photo 0"):
+        store.put_person_photos("P-100", ["not bytes"])
+
+
+def test_cameras_are_listed_and_their_health_kept_per_camera(store: EventStore):
+    loc = LocationV1(lat=52.5, lon=13.4, address="Pariser Platz 1", zone="north")
+    for cid in ("gate-2", "gate-1"):
+        store.upsert_camera(CameraRecord(camera_id=cid, name=cid, location=loc))
+    assert [c.camera_id for c in store.list_cameras()] == ["gate-1", "gate-2"]
+    h1 = {"state": "streaming", "fps": 4.9, "last_frame_ts": T0, "frames_dropped": 3, "reconnects": 0,
+          "updated_at": T0 + 1}
+    store.put_camera_health("gate-1", h1)
+    store.put_camera_health("gate-2", {**h1, "state": "reconnecting"})
+    store.put_camera_health("gate-2", {**h1, "state": "stopped", "reconnects": 5})
+    assert store.camera_health() == {"gate-1": h1, "gate-2": {**h1, "state": "stopped", "reconnects": 5}}
+
+
+def test_api_keys_are_stored_listed_and_revoked_once(store: EventStore):
+    k1 = ApiKeyRecord(key_id="k-1", name="vms", role="operator", secret_sha256="ab" * 32, created_at=T0,
+                      created_by="admin-1")
+    k2 = ApiKeyRecord(key_id="k-2", name="auditor", role="auditor", secret_sha256="cd" * 32, created_at=T0 + 1,
+                      created_by="admin-1")
+    store.put_api_key(k2)
+    store.put_api_key(k1)
+    assert store.get_api_key("k-1") == k1 and store.get_api_key("k-nope") is None
+    assert store.list_api_keys() == [k1, k2]
+    revoked = store.revoke_api_key("k-1", at=T0 + 50)
+    assert revoked.revoked_at == T0 + 50
+    assert store.revoke_api_key("k-1", at=T0 + 99).revoked_at == T0 + 50  # revoked once, when it was
+    assert store.get_api_key("k-1") == revoked and store.get_api_key("k-2") == k2
+    with pytest.raises(KeyNotFoundError, match="k-nope"):
+        store.revoke_api_key("k-nope", at=T0)
+
+
+# -- operator API: the audit chain ------------------------------------------------------------------------------
+
+
+def test_appended_audit_records_form_a_chain_that_verifies(store: EventStore):
+    recs = [store.append_audit(actor=f"op-{i % 2}", role="operator", action="alert.view",
+                               subject="P-7" if i % 3 == 0 else None, details={"alert_id": f"a-{i}", "ratio": 0.5})
+            for i in range(7)]
+    stored = list(store.audit_records())
+    assert stored == recs and [r.seq for r in stored] == list(range(1, 8))
+    assert verify_chain(stored, now=time.time(), retention_days=None).ok
+    page = store.page_audit(AuditFilter(actor="op-0"), limit=2)
+    assert [r.seq for r in page.items] == [7, 5] and page.next_cursor is not None
+    rest = store.page_audit(AuditFilter(actor="op-0"), limit=2, cursor=page.next_cursor)
+    assert [r.seq for r in rest.items] == [3, 1]
+    assert [r.seq for r in store.page_audit(AuditFilter(subject="P-7"), limit=10).items] == [7, 4, 1]
+
+
+def test_redacting_an_audit_subject_keeps_the_chain_valid(store: EventStore):
+    for i in range(4):
+        store.append_audit(actor="op", role="admin", action="update", subject="P-7" if i % 2 else "P-8", details={})
+    assert store.redact_audit_subject("P-7") == 2
+    recs = list(store.audit_records())
+    assert [r.subject for r in recs] == ["P-8", None, "P-8", None]
+    assert all(r.subject_digest for r in recs) and recs[1].subject_salt is None
+    assert verify_chain(recs, now=time.time(), retention_days=None).ok
+    assert store.page_audit(AuditFilter(subject="P-7"), limit=10).items == []
+
+
+def test_two_writers_appending_at_once_never_fork_the_chain(store: EventStore):
+    errors: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        try:
+            for i in range(50):
+                store.append_audit(actor=name, role="operator", action="alerts.query", details={"i": i})
+        except BaseException as e:  # surfaced by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(f"replica-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    recs = list(store.audit_records())
+    assert [r.seq for r in recs] == list(range(1, 101))
+    assert {r.actor for r in recs} == {"replica-0", "replica-1"}
+    rep = verify_chain(recs, now=time.time(), retention_days=None)
+    assert rep.ok, rep.problem
+
+
+# -- operator API: erasure --------------------------------------------------------------------------------------
+
+GONE = "P-Erase/1:x"  # mixed case, '/' and ':': the id rule of argus.ids
+
+
+def _all_stored_text(store: EventStore) -> list[bytes]:
+    """Every row of every table / every document of every collection, as bytes to search."""
+    out: list[bytes] = []
+    if store.name == "sqlite":
+        conn = store._conn
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        assert {"events", "alerts", "persons", "person_photos", "audit", "api_keys"} <= set(tables)
+        for t in tables:
+            for row in conn.execute(f"SELECT * FROM {t}"):
+                out.append(b"|".join(v if isinstance(v, bytes) else str(v).encode() for v in row))
+    else:
+        import bson
+
+        db = store._db
+        names = db.list_collection_names()
+        assert {"events", "alerts", "crops", "persons", "person_photos", "audit"} <= set(names)
+        for name in names:
+            for doc in db[name].find({}):
+                out.append(bson.encode(doc))
+    return out
+
+
+def test_erasing_a_person_leaves_no_trace_in_any_collection_and_counts_what_went(store: EventStore):
+    from argus.schemas import CandidateV1
+
+    store.put_events([e for seq in range(3) for e in _events("gate-1", seq, T0 + seq, GONE)])
+    store.put_alert(_alert("gate-1", GONE, T0, seq=0))
+    store.put_alert(_alert("gate-2", GONE, T0 + 5, seq=5))
+    store.upsert_person(PersonRecord(person_id=GONE, display_name="Erin Erased", watchlist="vip"))
+    store.put_person_photos(GONE, [CROPS["happy"], CROPS["angry"]])
+    # p-bob's sightings where the erased person was the runner-up: they stay, without naming her
+    runner_up = CandidateV1(person_id=GONE, display_name="Erin Erased", watchlist="vip", score=0.6)
+    bob = [replace(e, candidates=(*e.candidates, runner_up.model_dump()))
+           for seq in (10, 11) for e in _events("gate-2", seq, T0 + seq, "p-bob")]
+    store.put_events(bob)
+    bob_alert = _alert("gate-2", "p-bob", T0 + 10, seq=10)
+    store.put_alert(bob_alert.model_copy(update={"candidates": (*bob_alert.candidates, runner_up)}))
+    store.upsert_person(PersonRecord(person_id="p-bob", display_name="Bob", watchlist="vip"))
+    for action in ("enroll", "alert.view", "update"):
+        store.append_audit(actor="op-1", role="operator", action=action, subject=GONE, details={"n": 1})
+    store.append_audit(actor="op-1", role="operator", action="enroll", subject="p-bob", details={})
+    assert any(GONE.encode() in blob for blob in _all_stored_text(store))
+
+    receipt = store.erase_person(GONE)
+
+    assert receipt == {"events": 3, "alerts": 2, "crops": 5, "persons": 1, "photos": 2, "candidates_scrubbed": 3,
+                       "audit_redacted": 3}
+    leftovers = [blob[:200] for blob in _all_stored_text(store) if GONE.encode() in blob or b"Erin Erased" in blob]
+    assert leftovers == []
+    assert store.count_events() == 2 and store.count_alerts() == 1 and store.get_person("p-bob") is not None
+    assert all(c["person_id"] != GONE for e in store.query_events() for c in e.candidates)
+    assert [e.crop_jpeg for e in store.query_events()] == [CROPS["happy"]] * 2  # bob's evidence is untouched
+    assert verify_chain(list(store.audit_records()), now=time.time(), retention_days=None).ok
+    assert store.erase_person(GONE) == dict.fromkeys(receipt, 0)  # a second run finds nothing left
+
+
+# -- retention --------------------------------------------------------------------------------------------------
+
+
+def test_sqlite_purge_expires_crops_before_events_and_keeps_the_audit_head(tmp_path: Path):
+    from argus.store.sqlite import SqliteEventStore
+
+    day = 86_400.0
+    s = SqliteEventStore(path=tmp_path / "events.sqlite",
+                         retention=Retention(events_days=3, alerts_days=5, crops_days=1, audit_days=2))
+    s.put_events(_events("gate-1", 1, T0, "p-alice") + _events("gate-1", 2, T0 + 2 * day, "p-alice"))
+    s.put_alert(_alert("gate-1", "p-alice", T0, ts_alert=T0, seq=1))
+    for _ in range(3):
+        s.append_audit(actor="op", role="admin", action="enroll", details={})
+    assert s.purge_expired(T0 + 0.5 * day) == {"events": 0, "alerts": 0, "crops": 0, "audit": 0}
+    # day 1.5: the first event's and the alert's crops are past 1 day; the rows stay
+    assert s.purge_expired(T0 + 1.5 * day) == {"events": 0, "alerts": 0, "crops": 2, "audit": 0}
+    assert [e.crop_jpeg is None for e in s.query_events()] == [False, True]
+    got = s.get_alert("a-gate-1-p-alice-1")
+    assert got is not None and got.alert.crop_jpeg == b""
+    # day 3.5: the first event is past 3 days; the alert (5 days) stays
+    assert s.purge_expired(T0 + 3.5 * day)["events"] == 1
+    assert [e.seq for e in s.query_events()] == [2] and s.count_alerts() == 1
+    assert s.purge_expired(T0 + 5.5 * day)["alerts"] == 1
+    # the audit records were written now; three days on, all but the newest are past 2 days
+    later = time.time() + 3 * day
+    assert s.purge_expired(later)["audit"] == 2
+    kept = list(s.audit_records())
+    assert [r.seq for r in kept] == [3]
+    assert verify_chain(kept, now=later, retention_days=2).ok
+    nxt = s.append_audit(actor="op", role="admin", action="update", details={})
+    assert nxt.seq == 4 and verify_chain(list(s.audit_records()), now=later, retention_days=2).ok
+    s.close()
+
+
+def test_sqlite_purge_without_retention_keeps_everything(tmp_path: Path):
+    from argus.store.sqlite import SqliteEventStore
+
+    s = SqliteEventStore(path=tmp_path / "events.sqlite",
+                         retention=Retention(events_days=None, alerts_days=None, crops_days=None, audit_days=None))
+    s.put_events(_events("gate-1", 1, T0, "p-alice"))
+    s.append_audit(actor="op", role="admin", action="enroll", details={})
+    assert s.purge_expired(T0 + 10_000 * 86_400) == {"events": 0, "alerts": 0, "crops": 0, "audit": 0}
+    s.close()
+
+
+@pytest.mark.parametrize("days", [0, -1, 1.5, True])
+def test_a_retention_that_is_not_a_positive_whole_number_of_days_is_refused(days: object):
+    with pytest.raises(StoreError, match="retention events_days"):
+        Retention(events_days=days)
+
+
+@pytest.mark.integration
+def test_mongo_expires_each_collection_by_its_own_ttl(mongo_server):
+    from pymongo import MongoClient
+
+    from argus.store.mongo import MongoEventStore
+
+    db = f"t_{uuid.uuid4().hex[:10]}"
+    s = MongoEventStore(uri=mongo_server.address, database=db,
+                        retention=Retention(events_days=10, alerts_days=20, crops_days=3, audit_days=40))
+    client: MongoClient[dict[str, object]] = MongoClient(mongo_server.address, tz_aware=True)
+    try:
+        s.put_events(_events("gate-1", 5, T0, "p-alice"))
+        s.put_alert(_alert("gate-1", "p-alice", T0, ts_alert=T0 + 1))
+        rec = s.append_audit(actor="op", role="admin", action="enroll", details={})
+        for coll in ("events", "alerts", "crops", "audit"):
+            ttl = {ix["name"]: ix for ix in client[db][coll].list_indexes()}["retention_ttl"]
+            assert ttl["expireAfterSeconds"] == 0 and list(ttl["key"].items()) == [("expires_at", 1)]
+
+        def days_after(coll: str, key: object, ts: float) -> float:
+            doc = client[db][coll].find_one({"_id": key})
+            assert doc is not None
+            return round((doc["expires_at"].timestamp() - ts) / 86_400, 6)  # type: ignore[attr-defined]
+
+        assert days_after("events", "gate-1:5:0", T0) == 10
+        assert days_after("alerts", "a-gate-1-p-alice-1", T0 + 1) == 20
+        assert days_after("crops", "e:gate-1:5:0", T0) == 3  # the crop goes a week before its event
+        assert days_after("crops", "a:a-gate-1-p-alice-1", T0) == 3
+        assert days_after("audit", 1, rec.ts) == 40
+    finally:
+        s.close()
+        client.drop_database(db)
+        client.close()
