@@ -17,7 +17,13 @@ What is checked, and with what:
   capabilities dropped), probes on /healthz and /readyz, no secret values in manifests;
 - Argus wiring: KafkaTopics = the topics in argus.schemas with the config of argus.bus.kafka.topic_config,
   partitions = ARGUS_KAFKA_PARTITIONS, KEDA consumer groups/topics = the stages', maxReplicaCount <= partitions,
-  every ARGUS_* key is a real setting and the set validates, the camera registry loads;
+  every ARGUS_* key (argus-config, any other envFrom ConfigMap, literal env) is a real setting and the set
+  validates, the camera registry loads;
+- services (:data:`SERVICES` = the stages + the operator API): image, Dockerfile and ops-port probes for each; the
+  ops port (9100) reachable only from the monitoring namespace; whoever gets ARGUS_MONGO_URI may reach MongoDB;
+  the API runs >= 2 replicas bound to 0.0.0.0 on ARGUS_API_PORT behind a Service, its port open only to named peers
+  (the ingress controller), egress only to named destinations: DNS, MongoDB, Triton and — when
+  ARGUS_API_OIDC_JWKS is a URL — the identity provider (a small model of NetworkPolicy semantics, :func:`allows`);
 - alert rules: ``promtool check rules`` and ``promtool test rules`` (Debian ``prometheus``), every alert fired by a
   unit test, every metric name used exists in the code;
 - the dashboard: standard Grafana JSON, every panel has ``targets[].expr``, each expression parses (promtool) and
