@@ -8,6 +8,10 @@ at least ``ARGUS_COOLDOWN_S`` older in *capture* time (:func:`argus.decisions.de
 alerts captured before it, so a visit split into two tracks (a partition move, an occlusion) and replays after a
 crash decide as the first pass did. Before an alert opens the event store is asked for the last one (it outlives
 restarts and partition moves). Notifications go out before the store records the alert.
+
+Retention on the embedded store: SQLite has no TTL, so the alerter (the one writer of history) runs
+``store.purge_expired`` at most once an hour, the first an hour after start (a restart loop must not purge on
+every start, and an hour late is within what hourly purging promises). MongoDB expires by TTL on its own.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Sequence
 
 from argus.cameras import Camera, UnknownCameraError
 from argus.decisions import AlertAction, PriorAlert, decide_alert, prior_for
-from argus.errors import InputError
+from argus.errors import ArgusError, InputError
 from argus.ids import alert_id
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 MAX_PRIORS_KEPT = 8
 #: Recent alerts kept by id so a track's next revision need not ask the store.
 MAX_TRACK_ALERTS_KEPT = 4096
+#: Seconds between two retention purges of a store that has no TTL of its own (SQLite).
+PURGE_INTERVAL_S = 3600.0
 
 
 class AlerterProcessor:
@@ -61,6 +67,8 @@ class AlerterProcessor:
         self.events = metrics.counter("events_total", "Sightings written to the event history.")
         self.sink_failures = metrics.counter("sink_failures_total", "Alert deliveries that failed, by sink.",
                                              ("sink",))
+        self._purge = getattr(self.store, "purge_expired", None)  # only stores without a TTL have one
+        self._next_purge = time.monotonic() + PURGE_INTERVAL_S
         # Analysts join events to cameras in the store; the registry is the source of truth, mirrored at start-up.
         for cam in self.cameras:
             self.store.upsert_camera(CameraRecord.from_camera(cam))
@@ -160,7 +168,19 @@ class AlerterProcessor:
         if events:
             self.store.put_events(events)
             self.events.inc(len(events))
+        self._maybe_purge()
         return out
+
+    def _maybe_purge(self) -> None:
+        if self._purge is None or time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + PURGE_INTERVAL_S
+        try:
+            counts = self._purge(time.time())
+        except ArgusError as e:  # retention can wait an hour; the batch just written must not be retried for it
+            log.warning("retention purge failed, next try in %.0f s: %s", PURGE_INTERVAL_S, e)
+            return
+        log.info("retention purge: %s", counts)
 
     def close(self) -> None:
         self.sinks.close()

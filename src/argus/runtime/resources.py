@@ -102,16 +102,20 @@ class Resources:
 
     @cached_property
     def store(self) -> EventStore:
+        from argus.store.base import Retention
+
         s = self.settings
+        retention = Retention(events_days=s.retention_events_days, alerts_days=s.retention_alerts_days,
+                              crops_days=s.retention_crops_days, audit_days=s.retention_audit_days or None)
         if s.store is StoreKind.mongodb:
             from argus.store.mongo import MongoEventStore
 
             return MongoEventStore(uri=s.mongo_uri.get_secret_value(), database=s.mongo_database,
-                                   retention_days=s.retention_events_days)
+                                   retention=retention)
         from argus.store.sqlite import SqliteEventStore
 
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        return SqliteEventStore(path=s.data_dir / "events.sqlite")
+        return SqliteEventStore(path=s.data_dir / "events.sqlite", retention=retention)
 
     @cached_property
     def cameras(self) -> CameraRegistry:
