@@ -68,7 +68,7 @@ K8S_VERSION = "1.32.0"
 #: is not in argus.topology.STAGES). Each has a Dockerfile, an image of its name and the ops port's probes.
 SERVICES: tuple[str, ...] = (*STAGES, "api")
 #: Extras each service's image must install (pyproject [project.optional-dependencies]).
-STAGE_EXTRAS = {"ingest": {"kafka"}, "inference": {"kafka", "triton"}, "matcher": {"kafka"},
+STAGE_EXTRAS = {"ingest": {"kafka", "mongo"}, "inference": {"kafka", "triton"}, "matcher": {"kafka"},
                 "alerter": {"kafka", "mongo"}, "api": {"triton", "mongo"}}
 #: Replicas the API runs at least, so one pod's loss (a drain, a crash) never takes the operators' access away.
 API_MIN_REPLICAS = 2

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Argus ingest stage. Build from the repository root:
 #   docker build -f deploy/docker/ingest.Dockerfile -t registry.example.com/argus/ingest:0.1.0 .
-# Extras: [kafka] — Kafka client; OpenCV (camera decode) is a base dependency.
+# Extras: [kafka,mongo] — Kafka client, and pymongo for the camera health ingest records in the store; OpenCV (camera decode) is a base dependency.
 # Runs as UID 10001 with a read-only root filesystem; writable paths are emptyDirs (/tmp, /var/lib/argus).
 
 FROM python:3.11-slim AS build
@@ -19,7 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ARGUS_METRICS_PORT=9100
 COPY --from=build /wheels /wheels
 RUN set -eux; \
-    pip install --no-cache-dir "$(ls /wheels/argus_watch-*.whl)[kafka]"; \
+    pip install --no-cache-dir "$(ls /wheels/argus_watch-*.whl)[kafka,mongo]"; \
     rm -rf /wheels; \
     groupadd --system --gid 10001 argus; \
     useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin argus; \
