@@ -170,6 +170,23 @@ def cmd_ack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``argus audit verify``: walk the whole trail through the chain check; exit 1 naming the first bad record."""
+    from argus.audit_trail import verify_chain
+    from argus.config import load_settings
+    from argus.runtime.resources import Resources
+
+    settings = load_settings()
+    with Resources(settings) as res:
+        rep = verify_chain(res.store.audit_records(), now=time.time(),
+                           retention_days=settings.retention_audit_days or None)
+    if rep.ok:
+        print(f"audit chain OK: {rep.checked} records")
+        return 0
+    print(f"audit chain BROKEN at seq {rep.first_bad_seq}: {rep.problem}")
+    return 1
+
+
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     """Read ``argus.deadletter.v1`` from the start (a throwaway consumer group that never commits, so the topic is
     left as it was); ``--replay`` sends the original payloads back to their source topics after a fix, which is
@@ -324,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--actor", required=True)
     a.add_argument("--note", default="")
     a.set_defaults(fn=cmd_ack)
+
+    au = sub.add_parser("audit", help="the operator audit trail in the event store")
+    aus = au.add_subparsers(dest="audit_cmd", required=True)
+    aus.add_parser("verify", help="check the hash chain; exit 1 naming the first edited, deleted or moved record")
+    au.set_defaults(fn=cmd_audit)
 
     dl = sub.add_parser("dead-letters", help="list the messages a stage could not process (and why); replay them")
     dl.add_argument("--stage", choices=CONSUMING_STAGES)
