@@ -4,20 +4,36 @@ the backends are imported lazily so the demo never needs pymongo."""
 
 from argus.store.base import (
     ALERT_STATUSES,
+    MAX_PAGE,
+    AlertFilter,
     AlertNotFoundError,
     AlertRecord,
+    ApiKeyRecord,
+    AuditFilter,
     CameraRecord,
+    EventFilter,
     EventStore,
+    KeyNotFoundError,
+    Page,
     PersonRecord,
+    Retention,
     SightingEvent,
 )
 
 __all__ = [
     "ALERT_STATUSES",
+    "MAX_PAGE",
+    "AlertFilter",
     "AlertNotFoundError",
     "AlertRecord",
+    "ApiKeyRecord",
+    "AuditFilter",
     "CameraRecord",
+    "EventFilter",
     "EventStore",
+    "KeyNotFoundError",
+    "Page",
     "PersonRecord",
+    "Retention",
     "SightingEvent",
 ]
