@@ -68,6 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     _setup_logging(settings.log_level)
+    if args.stage == "api":  # not a bus stage: uvicorn serves until SIGTERM/SIGINT (services/api)
+        from services.api.stage import serve
+
+        with Resources(settings) as res:
+            serve(res, metrics_port=args.metrics_port)
+        return 0
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -86,6 +92,31 @@ def cmd_run(args: argparse.Namespace) -> int:
             svc.close()
             if ops:
                 ops.stop()
+    return 0
+
+
+def cmd_api_key(args: argparse.Namespace) -> int:
+    """``argus api-key create|list|revoke``: the same library functions the API's key routes use, each audited."""
+    from argus.api.auth import create_api_key, list_api_keys, revoke_api_key
+    from argus.config import load_settings
+    from argus.operations import Actor
+    from argus.runtime.resources import Resources
+
+    settings = load_settings()
+    actor = Actor.cli(args.actor)
+    with Resources(settings) as res:
+        if args.key_cmd == "create":
+            rec, key = create_api_key(res.store, name=args.name, role=args.role, actor=actor.name,
+                                      actor_role=actor.role)
+            print(json.dumps({"key_id": rec.key_id, "name": rec.name, "role": rec.role}))
+            print(f"API key (shown once, store it now): {key}")
+        elif args.key_cmd == "list":
+            for r in list_api_keys(res.store):
+                print(json.dumps({"key_id": r.key_id, "name": r.name, "role": r.role, "created_at": r.created_at,
+                                  "created_by": r.created_by, "revoked_at": r.revoked_at}))
+        else:
+            r = revoke_api_key(res.store, args.key_id, actor=actor.name, actor_role=actor.role)
+            print(json.dumps({"revoked": r.key_id, "revoked_at": r.revoked_at}))
     return 0
 
 
@@ -298,12 +329,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "(Kafka, Triton, MongoDB; registered with its Prometheus when running)")
     d.set_defaults(fn=cmd_demo)
 
-    r = sub.add_parser("run", help="run one stage (the container entry point)")
-    r.add_argument("stage", choices=STAGES)
+    r = sub.add_parser("run", help="run one stage or the operator API (the container entry point)")
+    r.add_argument("stage", choices=[*STAGES, "api"])
     r.add_argument("--metrics-port", type=int, default=None)
     r.add_argument("--exit-when-idle", type=float, default=None, metavar="S",
                    help="exit after S seconds without input (batch jobs, tests)")
     r.set_defaults(fn=cmd_run)
+
+    k = sub.add_parser("api-key", help="create, list or revoke operator API keys (audited)")
+    ks = k.add_subparsers(dest="key_cmd", required=True)
+    kc = ks.add_parser("create", help="make a key; it is printed once and only its hash is stored")
+    kc.add_argument("--role", required=True, choices=["admin", "operator", "analyst", "auditor"])
+    kc.add_argument("--name", required=True, help="what the key is for (a system, a person)")
+    kl = ks.add_parser("list", help="list keys (never their secrets)")
+    kr = ks.add_parser("revoke", help="refuse a key from its next request on")
+    kr.add_argument("key_id")
+    for p in (kc, kl, kr):
+        p.add_argument("--actor", default=None, help="who does this (recorded in the audit trail; default: OS user)")
+    k.set_defaults(fn=cmd_api_key)
 
     g = sub.add_parser("gallery", help="manage the watch-list (every change is audited)")
     gs = g.add_subparsers(dest="gallery_cmd", required=True)

@@ -1,0 +1,51 @@
+"""``argus run api``: build the app from Resources and serve it with uvicorn until SIGTERM/SIGINT.
+
+Thin on purpose (like the other services): everything the API does is argus.api and argus.operations. Metrics
+(``argus_api_*``) and the usual /healthz and /readyz go on the ops server's port, so Prometheus and the kubelet
+reach this service like the four stages; the API port serves its own /healthz and /readyz too, for a load balancer
+that only sees that port.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from argus.runtime.http import Health, OpsServer
+from argus.runtime.resources import Resources
+
+log = logging.getLogger(__name__)
+
+
+def serve(res: Resources, *, stop: threading.Event | None = None, metrics_port: int | None = None) -> None:
+    """Serve until ``stop`` is set (or uvicorn's own signal handling ends it when ``stop`` is None)."""
+    import uvicorn
+
+    from argus.api.app import create_app
+    from argus.api.limits import ApiMetrics
+
+    s = res.settings
+    app = create_app(res, metrics=ApiMetrics(res.registry))
+    health = Health(stale_after_s=float("inf"))
+    port = s.metrics_port if metrics_port is None else metrics_port
+    ops = OpsServer(port=port, registry=res.registry, health=health).start() if port else None
+    # uvicorn logs through our logging config; its access log is off (ours never logs credentials or queries)
+    config = uvicorn.Config(app, host=s.api_host, port=s.api_port, access_log=False, log_config=None,
+                            server_header=False, proxy_headers=False, timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    watcher = None
+    if stop is not None:
+        def watch() -> None:
+            stop.wait()
+            server.should_exit = True
+
+        watcher = threading.Thread(target=watch, name="api-stop", daemon=True)
+        watcher.start()
+    health.ready = True
+    log.info("operator API on http://%s:%d/api/v1 (docs at /docs)", s.api_host, s.api_port)
+    try:
+        server.run()
+    finally:
+        health.ready = False
+        if ops:
+            ops.stop()
