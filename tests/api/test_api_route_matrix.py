@@ -15,12 +15,13 @@ from argus.api.app import RouteSpec, route_table
 from argus.api.auth import ROLE_PERMISSIONS, Role
 
 #: A concrete value for each path parameter the routes use.
-PARAMS = {"person_id": "P-100", "n": "0", "alert_id": "a1b2c3", "name": "vip"}
+PARAMS = {"person_id": "P-100", "n": "0", "alert_id": "a1b2c3", "name": "vip", "key_id": "0123456789ab"}
 #: A well-formed body per (method, path) where one is needed, so an allowed role is judged past validation.
 BODIES = {
     ("PATCH", "/api/v1/persons/{person_id:path}"): {"json": {"notes": "x", "reason": "matrix"}},
     ("PUT", "/api/v1/watchlists/{name}"): {"json": {"threshold": 0.5, "reason": "matrix"}},
     ("POST", "/api/v1/alerts/{alert_id}/triage"): {"json": {"action": "acknowledge", "reason": "matrix"}},
+    ("POST", "/api/v1/keys"): {"json": {"name": "matrix", "role": "auditor"}},
 }
 #: Starlette routes FastAPI itself adds (the OpenAPI document and its viewer): public on purpose.
 FRAMEWORK = {"/openapi.json", "/docs", "/docs/oauth2-redirect"}

@@ -33,7 +33,10 @@ from argus.api.auth import (
     Permission,
     PermissionDeniedError,
     Principal,
+    create_api_key,
+    list_api_keys,
     require,
+    revoke_api_key,
 )
 from argus.api.limits import (
     AccessLogMiddleware,
@@ -480,6 +483,31 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
         return m.AuditPage(items=[m.AuditOut(seq=a.seq, ts=a.ts, actor=a.actor, role=a.role, action=a.action,
                                              subject=a.subject, details=dict(a.details), hash=a.hash)
                                   for a in page.items], next_cursor=page.next_cursor)
+
+    # -- API keys --------------------------------------------------------------------------------------------------
+
+    def key_out(rec: Any) -> m.KeyOut:
+        return m.KeyOut(key_id=rec.key_id, name=rec.name, role=rec.role, created_at=rec.created_at,
+                        created_by=rec.created_by, revoked_at=rec.revoked_at)
+
+    @r("GET", f"{API_PREFIX}/keys", Permission.keys_manage, response_model=list[m.KeyOut], tags=["keys"])
+    def list_keys() -> list[m.KeyOut]:
+        """API keys (never their secrets or hashes)."""
+        return [key_out(k) for k in list_api_keys(store())]
+
+    @r("POST", f"{API_PREFIX}/keys", Permission.keys_manage, response_model=m.KeyCreatedOut, status_code=201,
+       tags=["keys"])
+    def create_key(request: Request, body: m.KeyIn) -> m.KeyCreatedOut:
+        """Make a key; the response is the only place the full key ever appears. Audited (key.create)."""
+        p = who(request)
+        rec, key = create_api_key(store(), name=body.name, role=body.role, actor=p.actor, actor_role=p.role.value)
+        return m.KeyCreatedOut(**key_out(rec).model_dump(), key=key)
+
+    @r("DELETE", f"{API_PREFIX}/keys/{{key_id}}", Permission.keys_manage, response_model=m.KeyOut, tags=["keys"])
+    def revoke_key(request: Request, key_id: Annotated[str, Path(pattern="^[0-9a-f]{12}$")]) -> m.KeyOut:
+        """Revoke a key: refused from its next request on. Audited (key.revoke)."""
+        p = who(request)
+        return key_out(revoke_api_key(store(), key_id, actor=p.actor, actor_role=p.role.value))
 
     # -- app -------------------------------------------------------------------------------------------------------
 

@@ -211,4 +211,23 @@ class AuditPage(_Out):
     next_cursor: str | None
 
 
+class KeyOut(_Out):
+    key_id: str
+    name: str
+    role: str
+    created_at: float
+    created_by: str
+    revoked_at: float | None
+
+
+class KeyCreatedOut(KeyOut):
+    key: str = Field(description="The full API key. Shown in this response only; only its hash is stored.")
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["admin", "operator", "analyst", "auditor"]
+
+
 PERSON_ID_DOC = f"A person id ({PERSON_ID_PATTERN}), percent-encoded as one path segment."
