@@ -27,7 +27,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -501,7 +501,7 @@ def _export_row(e: SightingEvent) -> dict[str, Any]:
 
 
 def export_events(ctx: Services | Resources, flt: EventFilter, *, fmt: str, actor: str, role: str,
-                  max_rows: int | None = None) -> Iterator[str]:
+                  max_rows: int | None = None) -> Generator[str, None, None]:
     """Every matching sighting, newest first, as text chunks — CSV with a header row, or JSON Lines (one object
     per line) — produced a store page at a time, so an export of a year never sits in memory. The
     ``events.export`` record is appended when the stream ends, finished or closed early by a client that went
@@ -525,7 +525,8 @@ def _csv_cell(v: Any) -> Any:
     return "" if v is None else v
 
 
-def _export(svc: Services, who: Actor, flt: EventFilter, fmt: str, max_rows: int | None) -> Iterator[str]:
+def _export(svc: Services, who: Actor, flt: EventFilter, fmt: str,
+            max_rows: int | None) -> Generator[str, None, None]:
     sent = 0
     complete = False
     try:
@@ -536,11 +537,11 @@ def _export(svc: Services, who: Actor, flt: EventFilter, fmt: str, max_rows: int
             page = svc.store.page_events(flt, limit=EXPORT_PAGE, cursor=cursor)
             for e in page.items[: None if max_rows is None else max_rows - sent]:
                 row = _export_row(e)
+                sent += 1  # counted when handed over: a client that leaves after it still received it
                 if fmt == "csv":
                     yield _csv_line([_csv_cell(row[c]) for c in EXPORT_COLUMNS])
                 else:
                     yield json.dumps(row, default=str) + "\n"
-                sent += 1
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor

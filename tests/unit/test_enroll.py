@@ -126,3 +126,11 @@ def test_photos_that_are_not_name_bytes_pairs_are_an_input_error(pipeline, bad):
 def test_floors_out_of_range_are_refused(kw):
     with pytest.raises(InputError, match="expected"):
         PhotoChecks(**kw)
+
+
+def test_a_detection_under_the_size_floor_does_not_make_a_photo_several_faces(ort_backend, assets):
+    # MTCNN searching down to 60 px finds a 57 px false face next to Obama's 251 px one
+    p = FacePipeline(backend=ort_backend, min_face_size=60)
+    assert len(p.process([read_image(str(assets / "faces/obama.jpg"))])[0]) == 2
+    r = check_photos(p, [photo(assets, "faces/obama.jpg")], PhotoChecks(min_face_px=60)).photos[0]
+    assert r.accepted and r.face_px is not None and r.face_px > 200
