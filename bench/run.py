@@ -24,13 +24,14 @@ from typing import Any
 
 from bench.common import REPO_ROOT, Context, Result, load_avg, machine_info
 
-AREAS: tuple[str, ...] = ("limits", "models", "matcher", "bus", "e2e", "gpu")
+AREAS: tuple[str, ...] = ("limits", "models", "matcher", "bus", "api", "e2e", "gpu")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 TITLES = {
     "limits": "Limits: JPEG and memory, per core",
     "models": "Models: ONNX Runtime batching, Triton vs in-process, dynamic batching",
     "matcher": "Matcher: FAISS flat vs IVF, against the memory-bandwidth bound",
     "bus": "Bus: real FrameV1 messages on Kafka vs the in-memory bus",
+    "api": "Operator API: alert list over a large history, requests/s on one core, vs GET /healthz",
     "e2e": "End to end: the four stages vs the model-bound rate",
     "gpu": "GPU paths",
 }
