@@ -36,7 +36,8 @@ class PhotoVerdictOut(_Out):
     index: int = Field(description="Position of the photo in the upload (0-based).")
     filename: str
     accepted: bool
-    code: str = Field(description="Machine-readable verdict (ok, no_face, several_faces, too_small, ...).")
+    code: str | None = Field(description="Why it was rejected, machine-readable (no_face, several_faces, too_small, "
+                             "...); null when accepted.")
     reason: str = Field(description="Why it was rejected, for the operator.")
     face_px: float | None
     blur: float | None
@@ -76,12 +77,12 @@ class PersonPatch(BaseModel):
 
 
 class ErasureOut(_Out):
-    erased_at: float
+    """argus.operations.ErasureReceipt.to_dict(), field for field."""
+
+    person_id_digest: str = Field(description="sha256 of the person id, first 16 hex: the receipt names nobody.")
     gallery: dict[str, int] = Field(description="Removed from the gallery: embeddings, negatives, audit entries.")
     store: dict[str, int] = Field(description="Removed from the event store, per collection.")
-    gallery_version: int
-    audit_seq: int = Field(description="The audit record of this erasure.")
-    not_erased: list[str] = Field(description="What cannot be erased at once, and when it goes.")
+    not_erased_at_once: list[str] = Field(description="What cannot be erased at once, and when it goes.")
 
 
 class RemovedOut(_Out):
