@@ -121,6 +121,9 @@ def cmd_api_key(args: argparse.Namespace) -> int:
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
+    """Watch-list changes go through argus.operations, as the API's do: the same photo checks, the same store
+    records and the same audit trail, with the CLI user as an admin (``--actor`` or the OS user)."""
+    from argus import operations as ops
     from argus.config import load_settings
     from argus.runtime.resources import Resources
 
@@ -130,38 +133,114 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     with Resources(settings) as res:
         g = res.gallery
         if args.gallery_cmd == "enroll":
-            from argus.enroll import enroll_person
-            from argus.gallery.base import Person
+            from argus.enroll import read_photos
 
-            person = Person(person_id=args.person_id, display_name=args.name or args.person_id,
-                            watchlist=args.watchlist, notes=args.notes)
-            threshold = res.settings.thresholds().for_watchlist(args.watchlist)
-            r = enroll_person(pipeline=res.pipeline, gallery=g, person=person, images=[Path(p) for p in args.images],
-                              actor=args.actor, reason=args.reason, store=res.store, threshold=threshold)
-            for path, why in r.rejected.items():
-                print(f"rejected {path}: {why}", file=sys.stderr)
-            for other, score in r.look_alikes.items():
-                print(f"warning: {r.person_id} already matches listed person {other} at cosine {score:.3f}: one "
-                      "may be named for the other on camera", file=sys.stderr)
-            print(json.dumps({"enrolled": r.person_id, "images": len(r.accepted), "rejected": len(r.rejected),
-                              "look_alikes": r.look_alikes, "gallery_version": g.version}))
-        elif args.gallery_cmd == "list":
+            actor = ops.Actor.cli(args.actor)
+            out = ops.enroll_person(res, person_id=args.person_id, display_name=args.name or args.person_id,
+                                    watchlist=args.watchlist, notes=args.notes, expires_at=args.expires,
+                                    photos=read_photos(args.images), actor=actor.name, role=actor.role,
+                                    reason=args.reason)
+            _print_enrolment(out)
+            return 0 if out.person is not None else 1
+        if args.gallery_cmd == "enroll-bulk":
+            return _enroll_bulk(res, args)
+        if args.gallery_cmd == "list":
             for p in g.persons():
                 print(json.dumps(p.to_dict(), default=str))
         elif args.gallery_cmd == "remove":
-            from argus.enroll import record_person
-
-            gone = next((p for p in g.persons() if p.person_id == args.person_id), None)
-            g.remove(args.person_id, actor=args.actor, reason=args.reason)
-            if gone is not None:
-                record_person(res.store, gone, gallery=g, actor=args.actor, reason=args.reason, removed=True)
-            print(json.dumps({"removed": args.person_id, "gallery_version": g.version}))
+            actor = ops.Actor.cli(args.actor)
+            if args.erase:
+                receipt = ops.erase_person(res, args.person_id, actor=actor.name, role=actor.role,
+                                           reason=args.reason)
+                print(json.dumps(receipt.to_dict()))
+            else:
+                version = ops.remove_person(res, args.person_id, actor=actor.name, role=actor.role,
+                                            reason=args.reason)
+                print(json.dumps({"removed": args.person_id, "gallery_version": version}))
         elif args.gallery_cmd == "audit":
             from argus.gallery.audit import read_audit
 
             for entry in read_audit(res.settings.gallery_dir):
                 print(json.dumps(entry.to_dict() if hasattr(entry, "to_dict") else entry.__dict__, default=str))
     return 0
+
+
+def _print_enrolment(out: Any, *, prefix: str = "") -> None:
+    """Each refused photo and look-alike on stderr (what the operator must act on), the summary on stdout."""
+    for p in out.rejected:
+        print(f"{prefix}rejected {p.reason}", file=sys.stderr)
+    for other, score in out.look_alikes.items():
+        print(f"{prefix}warning: already matches listed person {other} at cosine {score:.3f}: one may be named for "
+              "the other on camera", file=sys.stderr)
+    pid = out.person.person_id if out.person is not None else None
+    print(json.dumps({"enrolled": pid, "accepted": len(out.accepted), "rejected": len(out.rejected),
+                      "look_alikes": out.look_alikes, "gallery_version": out.gallery_version}))
+
+
+class _Progress:
+    """A one-line progress bar on stderr (no dependency): redrawn in place on a terminal, one line per step
+    otherwise, so a log file still shows how far a long import got."""
+
+    def __init__(self, total: int, *, label: str, width: int = 30) -> None:
+        self.total, self.label, self.width, self.done = max(total, 0), label, width, 0
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * round(frac * self.width)
+        line = (f"{self.label} [{bar:<{self.width}}] {self.done}/{self.total} "
+                f"{time.monotonic() - self.started:.0f}s {what}")
+        if self.tty:
+            print("\r" + line[:160].ljust(160), end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr, flush=True)
+
+
+def _enroll_bulk(res: Any, args: argparse.Namespace) -> int:
+    """Enroll every person of a folder or manifest, one operations.enroll_person each: a bad row or a person whose
+    photos all fail is reported and the rest go on. Exit 1 when anybody could not be enrolled."""
+    from argus import operations as ops
+    from argus.enroll import read_bulk_source, read_photos
+
+    actor = ops.Actor.cli(args.actor)
+    persons, problems = read_bulk_source(args.source, watchlist=args.watchlist, expires_at=args.expires)
+    for p in problems:
+        print(f"skipped {p}", file=sys.stderr)
+    summary: list[dict[str, Any]] = []
+    bar = _Progress(len(persons), label="enrolling")
+    try:
+        for bp in persons:
+            try:
+                out = ops.enroll_person(res, person_id=bp.person_id, display_name=bp.display_name,
+                                        watchlist=bp.watchlist, expires_at=bp.expires_at,
+                                        photos=read_photos(bp.photos), actor=actor.name, role=actor.role,
+                                        reason=args.reason)
+                row: dict[str, Any] = {"person_id": bp.person_id, "enrolled": out.person is not None,
+                                       "accepted": len(out.accepted), "rejected": len(out.rejected),
+                                       "reasons": [p.reason for p in out.rejected]}
+                if out.look_alikes:
+                    row["look_alikes"] = out.look_alikes
+            except ArgusError as e:  # a bad id, a bad list name: this person only
+                row = {"person_id": bp.person_id, "enrolled": False, "accepted": 0, "rejected": len(bp.photos),
+                       "reasons": [f"{type(e).__name__}: {e}"]}
+            summary.append(row)
+            bar.step(bp.person_id)
+    finally:
+        bar.close()
+    for row in summary:
+        print(json.dumps(row))
+    failed = [r["person_id"] for r in summary if not r["enrolled"]]
+    print(f"enrolled {len(summary) - len(failed)} of {len(summary)} person(s), "
+          f"{sum(r['accepted'] for r in summary)} photo(s) accepted, {sum(r['rejected'] for r in summary)} rejected"
+          + (f", {len(problems)} manifest row(s) skipped" if problems else "")
+          + (f"; not enrolled: {', '.join(failed)}" if failed else ""), file=sys.stderr)
+    return 1 if failed or problems else 0
 
 
 def _doc(obj: Any) -> dict[str, Any]:
@@ -176,28 +255,47 @@ def _doc(obj: Any) -> dict[str, Any]:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
+    """History queries through argus.operations, so reading from the CLI is audited like reading from the API."""
+    from argus import operations as ops
     from argus.config import load_settings
     from argus.runtime.resources import Resources
+    from argus.store.base import AlertFilter, EventFilter
 
+    actor = ops.Actor.cli(args.actor)
+    name, role = actor.name, actor.role
     with Resources(load_settings()) as res:
+        cams = ops.resolve_cameras(res, camera_ids=args.camera or None, zone=args.zone)
         if args.kind == "alerts":
-            rows: list[Any] = res.store.query_alerts(camera_id=args.camera, person_id=args.person, status=args.status,
-                                                     since=args.since, until=args.until, limit=args.limit)
+            aflt = AlertFilter(camera_ids=cams, person_id=args.person, watchlist=args.watchlist, status=args.status,
+                               since=args.since, until=args.until)
+            rows: list[Any] = ops.query_alerts(res, aflt, limit=args.limit, actor=name, role=role).items
         else:
-            rows = res.store.query_events(camera_id=args.camera, person_id=args.person, since=args.since,
-                                          until=args.until, emotion=args.emotion, limit=args.limit)
+            eflt = EventFilter(camera_ids=cams, person_id=args.person, watchlist=args.watchlist,
+                               emotion=args.emotion, since=args.since, until=args.until)
+            if args.export:
+                for chunk in ops.export_events(res, eflt, fmt=args.export, actor=name, role=role):
+                    sys.stdout.write(chunk)
+                return 0
+            rows = ops.query_events(res, eflt, limit=args.limit, actor=name, role=role).items
         for r in rows:
             print(json.dumps(_doc(r), default=str))
     return 0
 
 
+#: ``argus ack --status`` values and the triage actions they are.
+_ACK_ACTIONS = {"acknowledged": "acknowledge", "dismissed": "dismiss", "not_this_person": "not_this_person"}
+
+
 def cmd_ack(args: argparse.Namespace) -> int:
+    from argus import operations as ops
     from argus.config import load_settings
     from argus.runtime.resources import Resources
 
+    actor = ops.Actor.cli(args.actor)
     with Resources(load_settings()) as res:
-        res.store.set_alert_status(args.alert_id, args.status, actor=args.actor, note=args.note)
-        print(json.dumps({"alert_id": args.alert_id, "status": args.status}))
+        rec = ops.triage_alert(res, args.alert_id, action=_ACK_ACTIONS[args.status], reason=args.note,
+                               actor=actor.name, role=actor.role)
+        print(json.dumps({"alert_id": rec.alert_id, "status": rec.status}))
     return 0
 
 
@@ -350,38 +448,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("gallery", help="manage the watch-list (every change is audited)")
     gs = g.add_subparsers(dest="gallery_cmd", required=True)
-    ge = gs.add_parser("enroll", help="enroll or re-enroll a person from photos with exactly one face each")
+    ge = gs.add_parser("enroll", help="enroll or re-enroll a person from photos (each checked: one face, large and "
+                       "sharp enough, the same person as the others)")
     ge.add_argument("person_id")
     ge.add_argument("images", nargs="+")
     ge.add_argument("--name", default="")
-    ge.add_argument("--watchlist", default="default")
     ge.add_argument("--notes", default="")
+    gb = gs.add_parser("enroll-bulk", help="enroll many persons from a folder (one sub-folder of photos per person "
+                       "id) or a CSV manifest (person_id,display_name,watchlist,photo_path[,expires_at])")
+    gb.add_argument("source", help="folder or manifest.csv")
+    for p in (ge, gb):
+        p.add_argument("--watchlist", default="default", help="the list (bulk: for folders and empty cells)")
+        p.add_argument("--expires", type=_ts, default=None, metavar="TIME",
+                       help="when the authorization to search ends (epoch seconds or ISO-8601)")
     gs.add_parser("list", help="list enrolled persons")
-    gr = gs.add_parser("remove", help="remove a person")
+    gr = gs.add_parser("remove", help="remove a person (--erase: delete every trace, with a receipt)")
     gr.add_argument("person_id")
+    gr.add_argument("--erase", action="store_true",
+                    help="erasure: also delete their events, alerts, crops, photos and audit mentions")
     gs.add_parser("audit", help="print the audit log of watch-list changes")
-    for p in (ge, gr):
-        p.add_argument("--actor", required=True, help="who makes this change (recorded in the audit log)")
+    for p in (ge, gb, gr):
+        p.add_argument("--actor", default=None, help="who makes this change (audited; default: the OS user)")
         p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     g.set_defaults(fn=cmd_gallery)
 
     for kind in ("events", "alerts"):
-        e = sub.add_parser(kind, help=f"query the {kind} history")
-        e.add_argument("--camera")
+        e = sub.add_parser(kind, help=f"query the {kind} history (audited)")
+        e.add_argument("--camera", action="append", help="a camera id (repeatable)")
+        e.add_argument("--zone", help="only cameras whose location is in this zone")
         e.add_argument("--person")
+        e.add_argument("--watchlist")
         e.add_argument("--since", type=_ts)
         e.add_argument("--until", type=_ts)
         e.add_argument("--limit", type=int, default=100)
+        e.add_argument("--actor", default=None, help="who reads (audited; default: the OS user)")
         if kind == "events":
             e.add_argument("--emotion")
+            e.add_argument("--export", choices=["csv", "json"], default=None,
+                           help="stream every matching sighting (no limit) as CSV or JSON Lines")
         else:
-            e.add_argument("--status", choices=["new", "acknowledged", "dismissed"])
+            e.add_argument("--status", choices=["new", "acknowledged", "dismissed", "not_this_person"])
         e.set_defaults(fn=cmd_events, kind=kind)
 
-    a = sub.add_parser("ack", help="triage an alert: acknowledge or dismiss (false alarm)")
+    a = sub.add_parser("ack", help="triage an alert: acknowledge, dismiss (false alarm) or not_this_person (a "
+                       "dismissal that keeps the face as negative evidence; needs --note)")
     a.add_argument("alert_id")
-    a.add_argument("--status", choices=["acknowledged", "dismissed"], default="acknowledged")
-    a.add_argument("--actor", required=True)
+    a.add_argument("--status", choices=list(_ACK_ACTIONS), default="acknowledged")
+    a.add_argument("--actor", default=None, help="who triages (audited; default: the OS user)")
     a.add_argument("--note", default="")
     a.set_defaults(fn=cmd_ack)
 

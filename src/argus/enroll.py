@@ -330,3 +330,95 @@ def enroll_person(
     if store is not None:
         record_person(store, person, gallery=gallery, actor=actor, reason=reason, images=len(stacked))
     return EnrollResult(person_id=person.person_id, accepted=accepted, rejected=rejected, look_alikes=similar)
+
+
+# ---- bulk enrolment sources (argus gallery enroll-bulk) ------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class BulkPerson:
+    """One person of a bulk enrolment: who, on which list, until when, from which photo files."""
+
+    person_id: str
+    display_name: str
+    watchlist: str
+    photos: tuple[Path, ...]
+    expires_at: float | None = None
+
+
+def _epoch(value: str, where: str) -> float:
+    """Epoch seconds or ISO-8601 (UTC when no zone), the CLI's time format."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise InputError(f"{where}: expected epoch seconds or an ISO-8601 time, got {value!r}") from e
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+MANIFEST_COLUMNS = ("person_id", "display_name", "watchlist", "photo_path", "expires_at")
+
+
+def read_bulk_source(source: Path | str, *, watchlist: str = "default",
+                     expires_at: float | None = None) -> tuple[list[BulkPerson], list[str]]:
+    """The persons of a bulk enrolment, and the problems of rows that had to be skipped (each naming its row).
+
+    ``source`` is either a folder with one sub-folder per person id (the folder name is also the display name;
+    every file in it is a photo, so a stray file is refused by name later rather than silently skipped), or a CSV
+    manifest with one row per photo: ``person_id,display_name,watchlist,photo_path[,expires_at]`` (a header row
+    is allowed; relative photo paths are relative to the manifest; rows of one person are gathered, the first
+    row's name, list and expiry win). ``watchlist`` / ``expires_at`` apply to folder sources and empty cells.
+    """
+    src = Path(source)
+    if src.is_dir():
+        persons = []
+        for d in sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            found = tuple(sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith(".")))
+            persons.append(BulkPerson(person_id=d.name, display_name=d.name, watchlist=watchlist, photos=found,
+                                      expires_at=expires_at))
+        return persons, []
+    if not src.is_file():
+        raise InputError(f"bulk source: expected a folder or a CSV manifest, got {str(src)!r} (no such path)")
+    import csv
+
+    problems: list[str] = []
+    order: list[str] = []
+    heads: dict[str, BulkPerson] = {}
+    files: dict[str, list[Path]] = {}
+    try:
+        text = src.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{src}: expected a readable UTF-8 CSV manifest, got {e}") from e
+    for n, row in enumerate(csv.reader(text.splitlines()), start=1):
+        where = f"{src.name} row {n}"
+        cells = [c.strip() for c in row]
+        if not cells or not any(cells) or cells[0].startswith("#"):
+            continue
+        if n == 1 and cells[0].lower() == "person_id":
+            continue
+        if len(cells) not in (4, 5):
+            problems.append(f"{where}: expected {', '.join(MANIFEST_COLUMNS[:4])}[, expires_at], "
+                            f"got {len(cells)} column(s)")
+            continue
+        pid, name, wl, photo = cells[:4]
+        try:
+            exp = _epoch(cells[4], where) if len(cells) == 5 and cells[4] else expires_at
+            if not pid:
+                raise InputError(f"{where}: expected a person_id, got an empty cell")
+            if not photo:
+                raise InputError(f"{where}: expected a photo_path, got an empty cell")
+        except InputError as e:
+            problems.append(str(e))
+            continue
+        path = Path(photo) if Path(photo).is_absolute() else src.parent / photo
+        if pid not in heads:
+            order.append(pid)
+            heads[pid] = BulkPerson(person_id=pid, display_name=name or pid, watchlist=wl or watchlist, photos=(),
+                                    expires_at=exp)
+            files[pid] = []
+        files[pid].append(path)
+    persons = [replace(heads[p], photos=tuple(files[p])) for p in order]
+    return persons, problems

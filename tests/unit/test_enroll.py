@@ -14,6 +14,7 @@ from argus.enroll import (
     THUMBNAIL_PX,
     PhotoChecks,
     check_photos,
+    read_bulk_source,
     read_photos,
 )
 from argus.errors import InputError
@@ -134,3 +135,41 @@ def test_a_detection_under_the_size_floor_does_not_make_a_photo_several_faces(or
     assert len(p.process([read_image(str(assets / "faces/obama.jpg"))])[0]) == 2
     r = check_photos(p, [photo(assets, "faces/obama.jpg")], PhotoChecks(min_face_px=60)).photos[0]
     assert r.accepted and r.face_px is not None and r.face_px > 200
+
+
+def test_a_bulk_folder_is_one_person_per_sub_folder_with_every_file_a_photo(tmp_path, assets):
+    for pid, rels in {"P-1": ["faces/obama.jpg", "faces/obama2.jpg"], "P-2": ["faces/biden.jpg"]}.items():
+        (tmp_path / pid).mkdir()
+        for r in rels:
+            (tmp_path / pid / Path(r).name).write_bytes((assets / r).read_bytes())
+    (tmp_path / "P-2" / "notes.txt").write_text("stray")
+    (tmp_path / ".hidden").mkdir()
+    persons, problems = read_bulk_source(tmp_path, watchlist="vip", expires_at=2e9)
+    assert problems == []
+    assert [(p.person_id, p.watchlist, p.expires_at, [f.name for f in p.photos]) for p in persons] == [
+        ("P-1", "vip", 2e9, ["obama.jpg", "obama2.jpg"]), ("P-2", "vip", 2e9, ["biden.jpg", "notes.txt"])]
+
+
+def test_a_bulk_manifest_gathers_rows_per_person_and_reports_bad_rows_by_number(tmp_path):
+    (tmp_path / "m.csv").write_text(
+        "person_id,display_name,watchlist,photo_path,expires_at\n"
+        "P-1/a,Ann,vip,a1.jpg,2030-01-01T00:00:00\n"
+        "P-2,,,/abs/b.jpg\n"
+        "P-1/a,Other name,other,a2.jpg\n"
+        "P-3,Cat,vip\n"
+        "P-4,Dan,vip,d.jpg,next tuesday\n"
+        ",Eve,vip,e.jpg\n")
+    persons, problems = read_bulk_source(tmp_path / "m.csv")
+    assert [(p.person_id, p.display_name, p.watchlist, p.photos) for p in persons] == [
+        ("P-1/a", "Ann", "vip", (tmp_path / "a1.jpg", tmp_path / "a2.jpg")),
+        ("P-2", "P-2", "default", (Path("/abs/b.jpg"),))]
+    assert persons[0].expires_at == 1_893_456_000.0 and persons[1].expires_at is None
+    assert problems == [
+        "m.csv row 5: expected person_id, display_name, watchlist, photo_path[, expires_at], got 3 column(s)",
+        "m.csv row 6: expected epoch seconds or an ISO-8601 time, got 'next tuesday'",
+        "m.csv row 7: expected a person_id, got an empty cell"]
+
+
+def test_a_bulk_source_that_does_not_exist_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="expected a folder or a CSV manifest"):
+        read_bulk_source(tmp_path / "nope.csv")

@@ -358,3 +358,82 @@ def test_services_from_resources_takes_the_settings_floors(tmp_path, ort_backend
         assert (svc.checks.min_face_px, svc.checks.min_blur) == (60.0, 20.0)
         assert ops._svc(res) is svc
     assert np.isfinite(out.photos[0].blur or 0.0)
+
+
+# ---- the CLI goes through the same functions --------------------------------------------------------------------
+@pytest.fixture()
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    import os
+
+    for k in [k for k in os.environ if k.startswith("ARGUS_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("ARGUS_DATA_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("ARGUS_ORT_THREADS", "1")
+    return tmp_path
+
+
+def _cli_store(state: Path) -> SqliteEventStore:
+    """The store the CLI wrote (argus.runtime.resources keeps SQLite at data_dir/events.sqlite)."""
+    path = state / "events.sqlite"
+    assert path.is_file()
+    return SqliteEventStore(path=path)
+
+
+def test_cli_bulk_enrol_goes_on_past_bad_rows_and_people_and_summarises(cli_env, assets, capsys):
+    from argus.cli import main
+
+    m = cli_env / "manifest.csv"
+    m.write_text("person_id,display_name,watchlist,photo_path\n"
+                 f"P-1/obama,Barack Obama,vip,{assets}/faces/obama.jpg\n"
+                 f"P-1/obama,Barack Obama,vip,{assets}/faces/obama2.jpg\n"
+                 "P-2,Scenery,vip,{assets}/pyfeat/free-mountain-vector-01.jpg\n".replace("{assets}", str(assets))
+                 + "broken row\n"
+                 f"P-3,Joe Biden,vip,{assets}/faces/biden.jpg\n")
+    rc = main(["gallery", "enroll-bulk", str(m), "--reason", "import 7", "--actor", "alice"])
+    out, err = capsys.readouterr()
+    assert rc == 1  # one person and one row failed
+    rows = [json.loads(ln) for ln in out.splitlines()]
+    assert [(r["person_id"], r["enrolled"], r["accepted"], r["rejected"]) for r in rows] == [
+        ("P-1/obama", True, 2, 0), ("P-2", False, 0, 1), ("P-3", True, 1, 0)]
+    assert "no face found" in rows[1]["reasons"][0]
+    assert "skipped manifest.csv row 5: expected person_id" in err
+    assert "enrolling [" in err and "3/3" in err
+    assert "enrolled 2 of 3 person(s), 3 photo(s) accepted, 1 rejected, 1 manifest row(s) skipped; not enrolled: P-2" \
+        in err
+    store = _cli_store(cli_env / "state")
+    enrolls = [r for r in store.audit_records() if r.action == "enroll"]
+    assert [(r.subject, r.actor, r.role) for r in enrolls] == [("P-1/obama", "alice", "admin"),
+                                                                 ("P-3", "alice", "admin")]
+    assert len(store.get_person_photos("P-1/obama")) == 2
+    store.close()
+
+
+def test_cli_enrol_remove_with_erase_and_history_are_audited_as_the_os_user(cli_env, assets, capsys):
+    import getpass
+
+    from argus.cli import main
+
+    assert main(["gallery", "enroll", "P-9", str(assets / "faces/obama.jpg"), str(assets / "pyfeat/multi_face.jpg"),
+                 "--reason", "case 9"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["accepted"] == 1 and "multi_face.jpg: 5 faces found" in err
+    assert main(["events", "--person", "P-9", "--export", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == [",".join(ops.EXPORT_COLUMNS)]
+    assert main(["alerts", "--zone", "north"]) == 0
+    assert main(["gallery", "remove", "P-9", "--erase", "--reason", "request 3"]) == 0
+    receipt = json.loads(capsys.readouterr().out)
+    assert receipt["gallery"]["embeddings"] == 1 and receipt["store"]["photos"] == 1
+    store = _cli_store(cli_env / "state")
+    recs = list(store.audit_records())
+    assert [r.action for r in recs] == ["enroll", "events.export", "alerts.query", "erase"]
+    assert {r.actor for r in recs} == {getpass.getuser()} and all(r.subject is None for r in recs)
+    store.close()
+
+
+def test_cli_enrol_with_no_usable_photo_exits_1_and_names_the_file(cli_env, assets, capsys):
+    from argus.cli import main
+
+    assert main(["gallery", "enroll", "P-9", str(assets / "pyfeat/free-mountain-vector-01.jpg"),
+                 "--reason", "r"]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["enrolled"] is None and "free-mountain-vector-01.jpg: no face found" in err
