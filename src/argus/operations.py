@@ -51,6 +51,7 @@ from argus.store.base import (
     Page,
     PersonRecord,
     SightingEvent,
+    check_page_limit,
 )
 from argus.topology import ALL_TOPICS
 
@@ -68,7 +69,6 @@ TRIAGE_STATUS: dict[str, str] = {"acknowledge": "acknowledged", "dismiss": "dism
                                  "not_this_person": "not_this_person"}
 #: Rows per store page while exporting: big enough to keep round trips few, small enough to stream.
 EXPORT_PAGE = 500
-MAX_QUERY_LIMIT = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -446,12 +446,6 @@ def resolve_cameras(ctx: Services | Resources, *, camera_ids: Sequence[str] | No
     return tuple(in_zone) if ids is None else tuple(c for c in ids if c in set(in_zone))
 
 
-def _limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_QUERY_LIMIT:
-        raise InputError(f"limit: expected an integer in [1, {MAX_QUERY_LIMIT}], got {limit!r}")
-    return limit
-
-
 def _filter_details(flt: AlertFilter | EventFilter | AuditFilter, hidden: str) -> dict[str, Any]:
     """The filter as audited: every field set, but the person id (field ``hidden``), which goes to ``subject``."""
     return {f.name: (list(v) if isinstance(v, tuple) else v) for f in fields(flt)
@@ -461,7 +455,7 @@ def _filter_details(flt: AlertFilter | EventFilter | AuditFilter, hidden: str) -
 def query_alerts(ctx: Services | Resources, flt: AlertFilter, *, actor: str, role: str, limit: int = 100,
                  cursor: str | None = None) -> Page[AlertRecord]:
     svc = _svc(ctx)
-    page = svc.store.page_alerts(flt, limit=_limit(limit), cursor=cursor)
+    page = svc.store.page_alerts(flt, limit=check_page_limit(limit), cursor=cursor)
     _audit(svc, Actor(name=actor, role=role), "alerts.query", subject=flt.person_id, details={
         "filter": _filter_details(flt, "person_id"), "count": len(page.items), "cursor": cursor is not None})
     return page
@@ -470,7 +464,7 @@ def query_alerts(ctx: Services | Resources, flt: AlertFilter, *, actor: str, rol
 def query_events(ctx: Services | Resources, flt: EventFilter, *, actor: str, role: str, limit: int = 100,
                  cursor: str | None = None) -> Page[SightingEvent]:
     svc = _svc(ctx)
-    page = svc.store.page_events(flt, limit=_limit(limit), cursor=cursor)
+    page = svc.store.page_events(flt, limit=check_page_limit(limit), cursor=cursor)
     _audit(svc, Actor(name=actor, role=role), "events.query", subject=flt.person_id, details={
         "filter": _filter_details(flt, "person_id"), "count": len(page.items), "cursor": cursor is not None})
     return page
@@ -480,7 +474,7 @@ def query_audit(ctx: Services | Resources, flt: AuditFilter, *, actor: str, role
                 cursor: str | None = None) -> Page[AuditRecord]:
     """The audit trail, itself audited (``audit.query``): who reads who did what is part of the record."""
     svc = _svc(ctx)
-    page = svc.store.page_audit(flt, limit=_limit(limit), cursor=cursor)
+    page = svc.store.page_audit(flt, limit=check_page_limit(limit), cursor=cursor)
     _audit(svc, Actor(name=actor, role=role), "audit.query", subject=flt.subject, details={
         "filter": _filter_details(flt, "subject"), "count": len(page.items), "cursor": cursor is not None})
     return page

@@ -272,7 +272,7 @@ def test_query_events_and_audit_are_audited_too(history):
 
 @pytest.mark.parametrize("limit", [0, 1001, True])
 def test_a_query_limit_out_of_range_is_refused(history, limit):
-    with pytest.raises(InputError, match="limit: expected an integer in"):
+    with pytest.raises(InputError, match="page limit: expected an integer 1..1000"):
         ops.query_alerts(history, AlertFilter(), limit=limit, **OPERATOR)
 
 
