@@ -70,7 +70,8 @@ def test_enroll_where_no_photo_passes_is_422_with_every_reason_and_changes_nothi
 
 def test_enroll_refuses_a_bad_person_id_and_too_many_photos(client, role_keys):
     admin = role_keys[Role.admin]
-    assert enroll(client, admin, pid="bad id with spaces").status_code == 400
+    assert enroll(client, admin, pid="bad id with spaces").status_code == 422
+    assert client.get("/api/v1/persons/bad%20id", headers=bearer(admin)).status_code == 422
     too_many = [OBAMA_PHOTOS[0]] * 11
     assert enroll(client, admin, rels=too_many).status_code == 400
 
@@ -148,7 +149,8 @@ def test_alerts_filter_by_zone_person_and_page_with_cursors(client, role_keys, a
     assert len(seen) == len(set(seen)) == 5
     ts = [a["ts_alert"] for a in client.get("/api/v1/alerts", headers=op).json()["items"]]
     assert ts == sorted(ts, reverse=True)
-    assert client.get("/api/v1/alerts", params={"cursor": "garbage!"}, headers=op).status_code == 400
+    assert client.get("/api/v1/alerts", params={"cursor": "garbage!"}, headers=op).status_code == 422
+    assert client.get("/api/v1/alerts", params={"cursor": "abcd"}, headers=op).status_code == 400  # not ours
     assert client.get("/api/v1/alerts", params={"limit": 100000}, headers=op).status_code == 422
     assert actions(api_resources).count("alerts.query") >= 4
 
@@ -221,6 +223,8 @@ def test_remove_then_erase_returns_a_receipt_and_no_trace_is_left(client, role_k
     assert receipt["store"]["alerts"] == 4 and receipt["store"]["events"] == 4
     assert any("Kafka" in line for line in receipt["not_erased_at_once"]) and OBAMA not in er.text
     assert all(r.subject != OBAMA for r in api_resources.store.audit_records())  # before the next query names him
+    assert client.delete("/api/v1/persons/P-404", params={"reason": "r", "erase": "true"},
+                         headers=admin).status_code == 404
     left = client.get("/api/v1/alerts", params={"person": OBAMA}, headers=admin).json()["items"]
     assert left == []
 

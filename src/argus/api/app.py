@@ -46,7 +46,7 @@ from argus.api.limits import (
     SecurityHeadersMiddleware,
 )
 from argus.errors import ArgusError, InputError, StoreError, TransientError
-from argus.ids import PERSON_ID_RULE, SLUG_PATTERN, is_person_id
+from argus.ids import PERSON_ID_PATTERN, PERSON_ID_RULE, SLUG_PATTERN, is_person_id
 
 if TYPE_CHECKING:
     from argus.config import Settings
@@ -165,7 +165,9 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
     reg = RouteRegistry(guard=guard, app=app)
     r = reg.route
     Limit = Annotated[int, Query(ge=1, le=page_max, description=f"Page size (at most {page_max}).")]
-    Cursor = Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page.")]
+    Cursor = Annotated[str | None, Query(max_length=1024, pattern=r"^[A-Za-z0-9_-]+$",
+                                         description="next_cursor of the previous page (opaque).")]
+    PersonId = Annotated[str, Path(pattern=PERSON_ID_PATTERN, description=m.PERSON_ID_DOC)]
     Since = Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="Epoch seconds, inclusive.")]
     Until = Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="Epoch seconds, exclusive.")]
     Str = Annotated[str | None, Query(max_length=200)]
@@ -240,10 +242,10 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
        tags=["persons"])
     async def enroll_person(
         request: Request,
-        person_id: Annotated[str, Form(max_length=128, description=m.PERSON_ID_DOC)],
+        person_id: Annotated[str, Form(pattern=PERSON_ID_PATTERN, description=m.PERSON_ID_DOC)],
         display_name: Annotated[str, Form(min_length=1, max_length=200)],
         reason: Annotated[str, Form(min_length=1, max_length=1000)],
-        photos: Annotated[list[UploadFile], File(description="One face per photo (JPEG/PNG).")],
+        photos: Annotated[list[UploadFile], File(min_length=1, description="One face per photo (JPEG/PNG).")],
         watchlist: Annotated[str, Form(max_length=64)] = "default",
         notes: Annotated[str, Form(max_length=10000)] = "",
         expires_at: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
@@ -276,7 +278,7 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
 
     @r("GET", f"{API_PREFIX}/persons/{{person_id:path}}/photos/{{n}}", Permission.persons_read,
        response_class=Response, responses=_JPEG, tags=["persons"])
-    def person_photo(person_id: str, n: Annotated[int, Path(ge=0, le=1000)]) -> Response:
+    def person_photo(person_id: PersonId, n: Annotated[int, Path(ge=0, le=1000)]) -> Response:
         """One enrolled thumbnail (JPEG, at most 160 px)."""
         p = enrolled(person_id)
         photos = store().get_person_photos(p.person_id)
@@ -286,14 +288,14 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
 
     @r("GET", f"{API_PREFIX}/persons/{{person_id:path}}", Permission.persons_read, response_model=m.PersonOut,
        tags=["persons"])
-    def get_person(person_id: str) -> m.PersonOut:
+    def get_person(person_id: PersonId) -> m.PersonOut:
         """One person with the number of enrolled thumbnails (GET .../photos/{n} for each)."""
         p = enrolled(person_id)
         return person_out(p, photos=len(store().get_person_photos(p.person_id)))
 
     @r("PATCH", f"{API_PREFIX}/persons/{{person_id:path}}", Permission.persons_write, response_model=m.PersonOut,
        tags=["persons"])
-    def patch_person(request: Request, person_id: str, body: m.PersonPatch) -> m.PersonOut:
+    def patch_person(request: Request, person_id: PersonId, body: m.PersonPatch) -> m.PersonOut:
         """Change display name, notes, watch-list or expiry (embeddings untouched); audited."""
         enrolled(person_id)
         changes: dict[str, Any] = {k: getattr(body, k) for k in ("display_name", "notes", "watchlist")}
@@ -305,7 +307,7 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
     @r("DELETE", f"{API_PREFIX}/persons/{{person_id:path}}", Permission.persons_write,
        response_model=m.RemovedOut | m.ErasureOut, tags=["persons"])
     def delete_person(
-        request: Request, person_id: str,
+        request: Request, person_id: PersonId,
         reason: Annotated[str, Query(min_length=1, max_length=1000)],
         erase: bool = False,
     ) -> Any:
@@ -314,7 +316,12 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
         _person_id(person_id)
         if erase:  # erasure also works for a person already removed from the list: their history stays until then
             require(who(request), Permission.persons_erase)
-            receipt = ops.erase_person(services(), person_id, reason=reason, **actor_of(request))
+            try:
+                receipt = ops.erase_person(services(), person_id, reason=reason, **actor_of(request))
+            except InputError as e:  # the gallery knows nothing of this id (never enrolled, or already erased)
+                if gallery().get(person_id) is None:
+                    raise _NotFound(str(e)) from e
+                raise
             return m.ErasureOut.model_validate(receipt.to_dict())
         enrolled(person_id)
         version = ops.remove_person(services(), person_id, reason=reason, **actor_of(request))
