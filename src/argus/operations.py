@@ -38,7 +38,7 @@ from argus.enroll import PhotoChecks, PhotoResult, check_photos, look_alikes
 from argus.errors import ConfigError, InputError, NoFaceError
 from argus.faces.align import EMBED_SIZE
 from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
-from argus.gallery.audit import ERASED_PREFIX, AuditEntry, erased_token
+from argus.gallery.audit import ERASED_PREFIX, AuditEntry, erased_token, scrub_text
 from argus.gallery.base import UNSET, Gallery, Person, Unset, WatchlistSpec, check_person_id, embeddings_sha256
 from argus.imaging import decode_image
 from argus.store.base import (
@@ -143,10 +143,23 @@ def _svc(ctx: Services | Resources) -> Services:
     return cached
 
 
+#: What a person id typed into a free-text detail (a reason) becomes: the record's subject names them already.
+SUBJECT_MARK = "<subject>"
+
+
+def _scrub(text: str, person_id: str) -> str:
+    """``text`` without ``person_id`` as a whole token (the gallery log's rule, argus.gallery.audit.scrub_text).
+    The chain's hash covers the details, so they cannot be redacted later the way a subject is: an id an operator
+    typed into a reason is taken out before the record is written."""
+    return scrub_text(text, person_id).replace(erased_token(person_id), SUBJECT_MARK)
+
+
 def _audit(svc: Services, actor: Actor, action: str, *, subject: str | None = None,
-           details: Mapping[str, Any]) -> AuditRecord:
-    return svc.store.append_audit(actor=actor.name, role=actor.role, action=action, subject=subject,
-                                  details=dict(details))
+           details: Mapping[str, Any], about: str | None = None) -> AuditRecord:
+    """``about``: the person an erase record concerns without naming them (its subject is None)."""
+    pid = about or subject
+    clean = {k: _scrub(v, pid) if pid and isinstance(v, str) else v for k, v in details.items()}
+    return svc.store.append_audit(actor=actor.name, role=actor.role, action=action, subject=subject, details=clean)
 
 
 def audit(ctx: Services | Resources, *, actor: str, role: str, action: str, subject: str | None = None,
@@ -332,9 +345,16 @@ def erase_person(ctx: Services | Resources, person_id: str, *, actor: str, role:
     id nor a digest of it (its gallery version links it to the gallery log's entry)."""
     svc, who, reason = _svc(ctx), Actor(name=actor, role=role), _reason(reason)
     check_person_id(person_id)
-    g = svc.gallery.erase(person_id, actor=who.name, reason=reason)
+    # The store first: its erasure is idempotent, the gallery's is not (a second call on a fully erased person is
+    # "unknown"), so a retry after a crash between the two still completes both.
     s = svc.store.erase_person(person_id)
-    _audit(svc, who, "erase", subject=None, details={
+    try:
+        g = svc.gallery.erase(person_id, actor=who.name, reason=reason)
+    except InputError:
+        if not any(s.values()):
+            raise  # known nowhere: a typo, not an erasure
+        g = {"embeddings": 0, "negatives": 0, "audit_entries_redacted": 0}  # the gallery had already forgotten
+    _audit(svc, who, "erase", subject=None, about=person_id, details={
         "reason": reason, "gallery": dict(g), "store": dict(s), "gallery_version": svc.gallery.version})
     log.info("erasure by %s: gallery %s, store %s", who.name, g, s)
     return ErasureReceipt(person_id_digest=erased_token(person_id).removeprefix(ERASED_PREFIX), gallery=dict(g),

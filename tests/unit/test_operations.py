@@ -437,3 +437,23 @@ def test_cli_enrol_with_no_usable_photo_exits_1_and_names_the_file(cli_env, asse
                  "--reason", "r"]) == 1
     out, err = capsys.readouterr()
     assert json.loads(out)["enrolled"] is None and "free-mountain-vector-01.jpg: no face found" in err
+
+
+def test_a_person_id_typed_into_a_reason_is_not_written_into_the_chain(enrolled):
+    ops.update_person(enrolled, OBAMA, notes="n", reason=f"per order about {OBAMA}; not {OBAMA}x", **ADMIN)
+    a = last_audit(enrolled)
+    assert a.details["reason"] == f"per order about {ops.SUBJECT_MARK}; not {OBAMA}x"  # whole tokens only
+    ops.erase_person(enrolled, OBAMA, reason=f"erasure request of {OBAMA}", **ADMIN)
+    assert last_audit(enrolled).details["reason"] == f"erasure request of {ops.SUBJECT_MARK}"
+
+
+def test_erasing_someone_known_nowhere_is_refused_and_a_retry_after_a_half_done_erasure_completes(enrolled, pipeline):
+    with pytest.raises(InputError, match="expected a person_id that is enrolled or named"):
+        ops.erase_person(enrolled, "P-unknown", reason="typo", **ADMIN)
+    # the gallery part done, the store part not (a crash in between): the retry finishes the store
+    put_alert(enrolled.store, camera_id="cam-north-1", person_id=OBAMA, seq=30,
+              crop=aligned_crop_jpeg(pipeline, "faces/obama.jpg"))
+    enrolled.gallery.erase(OBAMA, actor="alice", reason="half done")
+    receipt = ops.erase_person(enrolled, OBAMA, reason="retry", **ADMIN)
+    assert receipt.gallery == {"embeddings": 0, "negatives": 0, "audit_entries_redacted": 0}
+    assert receipt.store["alerts"] == 1 and enrolled.store.get_alert("a-cam-north-1-30") is None
