@@ -179,7 +179,7 @@ def _measure(ctx: Context, client: httpx.Client, params: dict[str, Any]) -> None
     def camera_page5() -> None:
         cursor = None
         for _ in range(5):
-            q: dict[str, Any] = {"limit": 50, "camera_id": "cam-3"}
+            q: dict[str, Any] = {"limit": 50, "camera": "cam-3"}
             if cursor:
                 q["cursor"] = cursor
             cursor = _get(client, "/api/v1/alerts", q).get("next_cursor")
@@ -194,7 +194,7 @@ def _measure(ctx: Context, client: httpx.Client, params: dict[str, Any]) -> None
     ctx.emit(Result(AREA, "alerts_list_p99", percentile(al, 99) * 1e3, "ms", "GET /healthz p99 (ms)", h99,
                     params=p))
     ctx.emit(Result(AREA, "alerts_list_camera_page_p50", percentile(cl, 50) * 1e3, "ms per page",
-                    "GET /healthz p50 (ms)", h50, params={**p, "pages": 5, "filter": "camera_id"},
+                    "GET /healthz p50 (ms)", h50, params={**p, "pages": 5, "filter": "camera"},
                     note="one camera's alerts, pages 1-5 through the keyset cursor"))
     a_rps, h_rps = paired_rates(alerts, health, items_a=1, items_b=1, min_time_s=ctx.min_time_s * 2,
                                 rounds=ctx.rounds)
