@@ -69,8 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     _setup_logging(settings.log_level)
     if args.stage == "api":  # not a bus stage: uvicorn serves until SIGTERM/SIGINT (services/api)
-        from services.api.stage import serve
+        from argus.runtime.service import load_api_server
 
+        serve = load_api_server()
         with Resources(settings) as res:
             serve(res, metrics_port=args.metrics_port)
         return 0

@@ -252,3 +252,13 @@ def test_probes_and_openapi_document(client):
     assert get_alerts["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("AlertPage")
     assert get_alerts["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorOut")
     assert get_alerts["security"] == [{"bearer": []}]
+
+
+def test_an_unknown_query_parameter_is_refused_naming_it_instead_of_ignored(client, role_keys):
+    """``?camera_id=`` where the API says ``?camera=``: ignoring it would return every camera's alerts."""
+    r = client.get("/api/v1/alerts", params={"camera_id": "north-gate"}, headers=bearer(role_keys[Role.admin]))
+    assert r.status_code == 400, r.text
+    assert "camera_id" in r.text and "camera" in r.json()["detail"]
+    ok = client.get("/api/v1/alerts", params={"camera": "north-gate"}, headers=bearer(role_keys[Role.admin]))
+    assert ok.status_code == 200
+    assert client.get("/api/v1/alerts", params={"camera_id": "x"}).status_code == 401  # credentials come first

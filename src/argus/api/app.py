@@ -91,12 +91,29 @@ class RouteRegistry:
             responses.update(kw.pop("responses", {}))
             desc = kw.pop("description", fn.__doc__)
             perm_note = f"\n\nPermission: `{permission.value}`." if permission is not None else "\n\nPublic."
-            self.app.add_api_route(path, fn, methods=[method], dependencies=[Depends(self.guard(permission))],
-                                      responses=responses, description=(desc or "").strip() + perm_note,
-                                      name=fn.__name__, **kw)
+            allowed: set[str] = set()  # filled once the route exists (FastAPI knows its query parameters then)
+
+            def known_query(request: Request) -> None:
+                unknown = sorted(set(request.query_params) - allowed)
+                if unknown:  # a typo'd filter (?camera_id= for ?camera=) must not silently return everything
+                    raise InputError(f"query parameter(s) {', '.join(unknown)}: expected some of "
+                                     f"{', '.join(sorted(allowed)) or 'none'}")
+
+            self.app.add_api_route(path, fn, methods=[method],
+                                   dependencies=[Depends(self.guard(permission)), Depends(known_query)],
+                                   responses=responses, description=(desc or "").strip() + perm_note,
+                                   name=fn.__name__, **kw)
+            allowed.update(_query_names(self.app.routes[-1].dependant))  # type: ignore[attr-defined]
             return fn
 
         return deco
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 def route_table(app: FastAPI) -> list[RouteSpec]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Protocol
 
@@ -31,3 +32,14 @@ def build_service(stage: str, resources: Resources) -> Service:
     factory = eps[stage].load()
     service: Service = factory(resources)
     return service
+
+
+def load_api_server() -> Callable[..., None]:
+    """The operator API's ``serve(resources, *, stop=None, metrics_port=None)`` from the ``argus.services`` entry
+    points: it lives in services/api like the stages, so the library finds it the same way."""
+    eps = {ep.name: ep for ep in entry_points(group="argus.services")}
+    if "api" not in eps:
+        raise ConfigError("the operator API is not installed: expected an 'api' entry point in the argus.services "
+                          "group (pip install argus-watch, or scripts/setup.sh in a checkout)")
+    serve: Callable[..., None] = eps["api"].load()
+    return serve
