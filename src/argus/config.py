@@ -175,6 +175,11 @@ class Settings(BaseSettings):
     api_max_photo_mb: float = Field(default=8.0, gt=0, le=256, description="Largest single uploaded photo, MiB.")
     api_max_photos: int = Field(default=10, ge=1, le=100, description="Photos per enrollment request at most.")
     api_page_max: int = Field(default=500, ge=1, le=10000, description="Largest page a list request may ask for.")
+    console_map_image: Path | None = Field(
+        default=None, description="Console map: an operator-supplied background image (PNG/JPEG; no map tiles).")
+    console_map_refs: list[tuple[float, float, float, float]] = Field(
+        default_factory=list,
+        description='Console map: two reference points placing that image, JSON [[x, y, lat, lon], [x, y, lat, lon]].')
     camera_health_interval_s: float = Field(
         default=5.0, gt=0, le=3600, description="How often ingest records each camera's health in the store.")
 
@@ -241,6 +246,17 @@ class Settings(BaseSettings):
                 self._webhook_key = SecretStr(secret)
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _map_refs(self) -> Settings:
+        """The background image needs exactly two distinct reference points to be placed; one without the other
+        would draw cameras over a picture they do not belong to."""
+        refs = self.console_map_refs
+        if (self.console_map_image is None) != (not refs):
+            raise ValueError("ARGUS_CONSOLE_MAP_IMAGE and ARGUS_CONSOLE_MAP_REFS: expected both or neither")
+        if refs and (len(refs) != 2 or refs[0][:2] == refs[1][:2] or refs[0][2:] == refs[1][2:]):
+            raise ValueError(f"ARGUS_CONSOLE_MAP_REFS: expected two distinct [x, y, lat, lon] points, got {refs}")
         return self
 
     @model_validator(mode="after")
