@@ -9,6 +9,7 @@ camera::
     url = "rtsp://user:pass@10.0.0.7/stream1"   # or http(s)://, device:0, or a file path
     fps = 5                             # sampling rate, 0 < fps <= 60
     enabled = true
+    timezone = "Europe/Berlin"          # optional IANA name: the console shows the camera's local time
 
     [camera.location]
     lat = 52.5163
@@ -30,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -99,6 +101,7 @@ class Camera(BaseModel):
     fps: float = 5.0
     location: Location
     enabled: bool = True
+    timezone: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -112,6 +115,17 @@ class Camera(BaseModel):
     def _fps(cls, v: float) -> float:
         if not 0.0 < v <= MAX_FPS:
             raise ValueError(f"expected 0 < fps <= {MAX_FPS:g}, got {v:g}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:  # ValueError: a path-like key such as "../x"
+            raise ValueError(f"expected an IANA time zone name such as 'Europe/Berlin', got {v!r}") from e
         return v
 
     @field_validator("url")

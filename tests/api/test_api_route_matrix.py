@@ -11,7 +11,7 @@ from conftest import bearer
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from argus.api.app import RouteSpec, route_table
+from argus.api.app import AUTHENTICATED, CONSOLE_PREFIX, RouteSpec, route_table
 from argus.api.auth import ROLE_PERMISSIONS, Role
 
 #: A concrete value for each path parameter the routes use.
@@ -25,13 +25,24 @@ BODIES = {
 }
 #: Starlette routes FastAPI itself adds (the OpenAPI document and its viewer): public on purpose.
 FRAMEWORK = {"/openapi.json", "/docs", "/docs/oauth2-redirect"}
+#: The console: its static files and the ``/`` redirect to them (no data: the page asks the API for everything).
+CONSOLE = {"/", CONSOLE_PREFIX}
 
 
 def url(spec: RouteSpec) -> str:
     return re.sub(r"\{(\w+)(:path)?\}", lambda mt: PARAMS[mt.group(1)], spec.path)
 
 
+#: Routes whose 200 body never ends (server-sent events): judged by status and headers, then closed.
+STREAMS = {"/api/v1/alerts/stream"}
+
+
 def call(client: TestClient, spec: RouteSpec, headers: dict[str, str]):
+    if spec.path in STREAMS:
+        with client.stream(spec.method, url(spec), headers=headers) as resp:
+            if resp.status_code != 200:
+                resp.read()
+        return resp
     return client.request(spec.method, url(spec), headers=headers, **BODIES.get((spec.method, spec.path), {}))
 
 
@@ -42,7 +53,7 @@ def test_every_served_route_is_in_the_registry_and_every_registered_route_is_ser
         if isinstance(r, APIRoute):
             served |= {(m, r.path) for m in r.methods}
         else:
-            assert r.path in FRAMEWORK, f"route {r.path} is not an APIRoute and not FastAPI's own"
+            assert r.path in FRAMEWORK | CONSOLE, f"route {r.path} is not an APIRoute, FastAPI's own or the console"
     assert served == specs
     assert len(specs) == len(route_table(client.app)), "a (method, path) registered twice"
 
@@ -64,8 +75,10 @@ def test_route_role_matrix(client, role_keys) -> None:
             resp = call(client, spec, headers)
             if spec.permission is None:
                 ok = resp.status_code < 500 and resp.status_code not in (401, 403)
-            elif role is None:
+            elif role is None:  # AUTHENTICATED too: any role, but somebody
                 ok = resp.status_code == 401 and resp.headers.get("www-authenticate", "").startswith("Bearer")
+            elif spec.permission is AUTHENTICATED:
+                ok = resp.status_code < 500 and resp.status_code not in (401, 403)
             elif spec.permission in ROLE_PERMISSIONS[role]:
                 ok = resp.status_code < 500 and resp.status_code not in (401, 403)
             else:

@@ -1,10 +1,11 @@
 """The operator API as a FastAPI app built from :class:`~argus.runtime.resources.Resources`.
 
-Every route is declared through :class:`RouteRegistry` with the :class:`~argus.api.auth.Permission` it needs (or
-``None`` for the two public probes), and that is the only way a route gets into the app: the registry is the table
-the route × role test enumerates, and a test checks that the app has no route outside it. The permission check,
-the per-principal rate limit and putting the actor on the request all happen in the one guard dependency the
-registry attaches, so a route cannot forget them.
+Every route is declared through :class:`RouteRegistry` with the :class:`~argus.api.auth.Permission` it needs,
+:data:`AUTHENTICATED` (any authenticated caller: ``/me``) or ``None`` for the two public probes, and that is the
+only way an API route gets into the app: the registry is the table the route × role test enumerates, and a test
+checks that the app has no route outside it (the console's static files and the ``/`` redirect aside).
+The permission check, the per-principal rate limit and putting the actor on the request all happen in the one
+guard dependency the registry attaches, so a route cannot forget them.
 
 Routes are thin: they validate and translate (HTTP ↔ records), and each operator action — enrolling, changing a
 person or a watch-list, triage, erasure, the audited history queries and exports — is :mod:`argus.operations`,
@@ -12,22 +13,30 @@ the same code the CLI runs. Errors leave as ``{"error": ..., "detail": ...}``: I
 store outage 503 with Retry-After, anything else 500 without its message (it may name internals).
 """
 
+import asyncio
 import dataclasses
+import enum
 import logging
+import mimetypes
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict
 
 from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from argus.api import models as m
 from argus.api.auth import (
+    ROLE_PERMISSIONS,
     AuthenticationError,
     Authenticator,
     Permission,
@@ -54,7 +63,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["API_PREFIX", "RouteRegistry", "RouteSpec", "create_app", "route_table"]
+__all__ = ["API_PREFIX", "AUTHENTICATED", "CONSOLE_CSP", "CONSOLE_DIR", "CONSOLE_PREFIX", "Access", "RouteRegistry",
+           "RouteSpec", "create_app", "route_table"]
 
 API_PREFIX = "/api/v1"
 _MB = 1024 * 1024
@@ -68,11 +78,34 @@ _JPEG = {200: {"content": {"image/jpeg": {"schema": {"type": "string", "format":
                "description": "JPEG image"}}
 
 
+CONSOLE_PREFIX = "/console"
+#: The console's own files (the package's data directory, shipped in the wheel).
+CONSOLE_DIR = FsPath(__file__).resolve().parent.parent / "console" / "static"
+#: The console loads nothing from anywhere but this server: no CDN, no map tiles, no inline script.
+CONSOLE_CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self'; "
+               "script-src 'self'; frame-ancestors 'none'")
+#: How often an alert stream re-reads the store, and how often it proves it is alive to proxies and the browser.
+STREAM_POLL_S = 0.5
+STREAM_PING_S = 15.0
+#: After its first batch a stream re-reads only alerts raised this recently, so a console left open for days does
+#: not re-read days of alerts twice a second; a triage change on an older alert shows on the next (re)connect.
+STREAM_CHANGE_WINDOW_S = 3600.0
+
+
+class Access(enum.Enum):
+    """A route's access mode besides a permission: any authenticated caller, whatever their role."""
+
+    authenticated = "authenticated"
+
+
+AUTHENTICATED = Access.authenticated
+
+
 @dataclass(frozen=True, kw_only=True)
 class RouteSpec:
     method: str
     path: str  # the template as FastAPI sees it, prefix included
-    permission: Permission | None  # None: public (probes only)
+    permission: Permission | Access | None  # None: public (probes only); AUTHENTICATED: any role
     name: str
 
 
@@ -80,17 +113,19 @@ class RouteSpec:
 class RouteRegistry:
     """Declares routes with their permission; ``specs`` is the route table."""
 
-    guard: Callable[[Permission | None], Callable[..., Any]]
+    guard: Callable[[Permission | Access | None], Callable[..., Any]]
     app: FastAPI
     specs: list[RouteSpec] = field(default_factory=list)
 
-    def route(self, method: str, path: str, permission: Permission | None, **kw: Any) -> Callable[..., Any]:
+    def route(self, method: str, path: str, permission: Permission | Access | None,
+              **kw: Any) -> Callable[..., Any]:
         def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
             self.specs.append(RouteSpec(method=method, path=path, permission=permission, name=fn.__name__))
             responses = dict(_COMMON_RESPONSES) if permission is not None else {}
             responses.update(kw.pop("responses", {}))
             desc = kw.pop("description", fn.__doc__)
-            perm_note = f"\n\nPermission: `{permission.value}`." if permission is not None else "\n\nPublic."
+            perm_note = ("\n\nPublic." if permission is None else "\n\nAny authenticated caller."
+                         if permission is AUTHENTICATED else f"\n\nPermission: `{permission.value}`.")
             allowed: set[str] = set()  # filled once the route exists (FastAPI knows its query parameters then)
 
             def known_query(request: Request) -> None:
@@ -137,9 +172,12 @@ def _person_id(value: str) -> str:
 
 def create_app(resources: "Resources", *, settings: "Settings | None" = None,
                authenticator: Authenticator | None = None, metrics: ApiMetrics | None = None,
-               clock: Callable[[], float] = time.time) -> FastAPI:
+               clock: Callable[[], float] = time.time, shutdown: threading.Event | None = None,
+               console_dir: FsPath | None = None) -> FastAPI:
     """The app over ``resources`` (its store, gallery and pipeline); ``authenticator`` defaults to API keys in the
-    store plus OIDC when ARGUS_API_OIDC_JWKS is set."""
+    store plus OIDC when ARGUS_API_OIDC_JWKS is set. ``shutdown``, once set, ends every open alert stream (the
+    server sets it before it stops, so a console left open cannot hold a shutdown up); ``console_dir`` holds the
+    console's files (default :data:`CONSOLE_DIR`)."""
     s = settings if settings is not None else resources.settings
     auth = authenticator if authenticator is not None else Authenticator.from_settings(resources.store, s)
     limiter = RateLimiter(rate_per_s=s.api_rate_per_s, burst=s.api_rate_burst)
@@ -150,7 +188,9 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
     bearer = HTTPBearer(auto_error=False, scheme_name="bearer",
                         description="An Argus API key (argus_<key_id>_<secret>) or an OIDC access token (JWT).")
 
-    def guard(permission: Permission | None) -> Callable[..., Any]:
+    stopping = shutdown if shutdown is not None else threading.Event()
+
+    def guard(permission: Permission | Access | None) -> Callable[..., Any]:
         if permission is None:
             def public() -> None:
                 return None
@@ -169,7 +209,8 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
             request.state.principal = principal
             request.state.actor = principal.actor
             limiter.check(f"p:{principal.actor}")
-            require(principal, permission)
+            if isinstance(permission, Permission):
+                require(principal, permission)
 
         return check
 
@@ -231,6 +272,13 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
         ok = all(v == "ok" for v in checks.values())
         body = m.ReadyOut(ready=ok, checks=checks)
         return body if ok else JSONResponse(body.model_dump(), status_code=503)
+
+    @r("GET", f"{API_PREFIX}/me", AUTHENTICATED, response_model=m.MeOut, tags=["me"])
+    def me(request: Request) -> m.MeOut:
+        """Who the credentials name and what their role may do: the console offers only what it can do."""
+        p = who(request)
+        return m.MeOut(actor=p.actor, role=p.role.value,
+                       permissions=sorted(x.value for x in ROLE_PERMISSIONS[p.role]))
 
     # -- persons ---------------------------------------------------------------------------------------------------
 
@@ -380,8 +428,32 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
                 if isinstance(h.get("last_frame_ts"), int | float):
                     h["last_frame_age_s"] = max(0.0, now - float(h["last_frame_ts"]))
             out.append(m.CameraOut(camera_id=c.camera_id, name=c.name, location=m.LocationOut(
-                **c.location.model_dump()), fps=c.fps, enabled=c.enabled, health=h))
+                **c.location.model_dump()), fps=c.fps, enabled=c.enabled, timezone=c.timezone, health=h))
         return out
+
+    map_image = s.console_map_image
+
+    @r("GET", f"{API_PREFIX}/map", Permission.cameras_read, response_model=m.MapOut, tags=["cameras"])
+    def get_map() -> m.MapOut:
+        """How the console draws its camera map: whether an operator-supplied background image exists and the two
+        reference points ``[x, y, lat, lon]`` (image pixels ↔ degrees) that place it; ``[]`` without an image."""
+        refs = [[float(v) for v in ref] for ref in s.console_map_refs] if map_image is not None else []
+        return m.MapOut(image=map_image is not None, refs=refs)
+
+    @r("GET", f"{API_PREFIX}/map/image", Permission.cameras_read, response_class=Response,
+       responses={200: {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+                        "description": "The map's background image"}}, tags=["cameras"])
+    def get_map_image() -> Response:
+        """The configured background image (ARGUS_CONSOLE_MAP_IMAGE) with its content type; 404 without one."""
+        if map_image is None:
+            raise _NotFound("no map image is configured (ARGUS_CONSOLE_MAP_IMAGE)")
+        try:
+            data = map_image.read_bytes()
+        except OSError as e:
+            log.error("map image %s unreadable: %s", map_image, e.strerror or e)
+            raise _NotFound("the configured map image cannot be read") from e
+        kind = mimetypes.guess_type(map_image.name)[0] or ""
+        return Response(data, media_type=kind if kind.startswith("image/") else "application/octet-stream")
 
     # -- alerts ----------------------------------------------------------------------------------------------------
 
@@ -406,6 +478,60 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
                           person_id=person, watchlist=watchlist, status=status, since=since, until=until)
         page = ops.query_alerts(services(), flt, limit=limit, cursor=cursor, **actor_of(request))
         return m.AlertPage(items=[alert_out(a) for a in page.items], next_cursor=page.next_cursor)
+
+    def stream_batch(lo: float) -> list[Any]:
+        """Every alert with ts_alert >= ``lo``, oldest first (all pages: a stream must not skip any)."""
+        recs: list[Any] = []
+        cursor: str | None = None
+        while True:
+            page = store().page_alerts(AlertFilter(since=lo), limit=MAX_PAGE, cursor=cursor)
+            recs.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None or not page.items:
+                break
+        recs.reverse()
+        return recs
+
+    @r("GET", f"{API_PREFIX}/alerts/stream", Permission.alerts_read, response_class=StreamingResponse,
+       responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "description": "Server-sent events: `event: alert`, `id: <alert_id>:<revision>:<status>`, "
+                                       "`data: <AlertOut JSON>`; `: ping` comments keep it alive"}},
+       tags=["alerts"])
+    async def stream_alerts(
+        request: Request,
+        since: Annotated[float | None, Query(ge=0, allow_inf_nan=False,
+                                             description="Epoch seconds (default: 5 minutes ago).")] = None,
+    ) -> StreamingResponse:
+        """Live alerts as server-sent events: every alert raised since ``since``, oldest first, then each new alert
+        and each change of one (a revision, a triage) as it appears. It polls the event store every 0.5 s rather
+        than listening to the bus, so it sees the same alerts whichever API replica serves it, and the same with
+        ``argus up``'s in-process pipeline. Read it with ``fetch()`` and an Authorization header (EventSource
+        cannot send one): no credential ever goes into a URL. Audited once when it opens (alerts.query with
+        ``{"stream": true}``), not per message. Ends when the client goes or the server shuts down."""
+        actor = actor_of(request)
+        lo = since if since is not None else clock() - 300.0
+        await run_in_threadpool(lambda: ops.audit(services(), action="alerts.query", subject=None,
+                                                  details={"stream": True, "since": lo}, **actor))
+
+        async def messages() -> AsyncIterator[str]:
+            sent: dict[str, str] = {}
+            last_ping = time.monotonic()
+            window_lo = lo
+            while not stopping.is_set() and not await request.is_disconnected():
+                for rec in await run_in_threadpool(stream_batch, window_lo):
+                    tag = f"{rec.alert.revision}:{rec.status}"
+                    if sent.get(rec.alert_id) != tag:
+                        sent[rec.alert_id] = tag
+                        yield (f"event: alert\nid: {rec.alert_id}:{tag}\n"
+                               f"data: {alert_out(rec).model_dump_json()}\n\n")
+                window_lo = max(lo, clock() - STREAM_CHANGE_WINDOW_S)
+                if time.monotonic() - last_ping >= STREAM_PING_S:
+                    last_ping = time.monotonic()
+                    yield ": ping\n\n"
+                await asyncio.sleep(STREAM_POLL_S)
+
+        return StreamingResponse(messages(), media_type="text/event-stream",
+                                 headers={"X-Accel-Buffering": "no"})
 
     def alert(alert_id: str) -> Any:
         if len(alert_id) > 128:
@@ -535,8 +661,18 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
 
     # -- app -------------------------------------------------------------------------------------------------------
 
+    # -- console -------------------------------------------------------------------------------------------------
+
+    async def to_console(_req: Request) -> RedirectResponse:
+        return RedirectResponse(f"{CONSOLE_PREFIX}/", status_code=307)
+
+    app.add_route("/", to_console, methods=["GET"], include_in_schema=False)
+    app.mount(CONSOLE_PREFIX, StaticFiles(directory=console_dir or CONSOLE_DIR, html=True, check_dir=False),
+              name="console")
+
     app.state.route_specs = tuple(reg.specs)
     app.state.limiter = limiter
+    app.state.shutdown = stopping
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_req: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -575,8 +711,32 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(ConsolePolicyMiddleware)  # outside SecurityHeaders: it replaces that CSP for the console
     app.add_middleware(AccessLogMiddleware, metrics=metrics)
     return app
+
+
+class ConsolePolicyMiddleware:
+    """The console's pages get :data:`CONSOLE_CSP` (its own scripts, styles and images, fetches to this origin
+    only) instead of the API's ``default-src 'none'``, which would stop the page running at all."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_csp(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"content-security-policy"]
+                headers.append((b"content-security-policy", CONSOLE_CSP.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_csp)
 
 
 class _ActorArgs(TypedDict):

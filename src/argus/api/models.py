@@ -121,8 +121,21 @@ class CameraOut(_Out):
     location: LocationOut
     fps: float
     enabled: bool
+    timezone: str | None = Field(description="IANA time zone of the camera (for its local time); null: unset.")
     health: dict[str, Any] | None = Field(description="state, fps, last_frame_ts, frames_dropped, reconnects, "
                                           "updated_at, last_frame_age_s (null: never reported).")
+
+
+class MeOut(_Out):
+    actor: str = Field(description="What the audit trail records for this caller (key:<id>, oidc:<sub>).")
+    role: str
+    permissions: list[str] = Field(description="Every permission the role holds, sorted.")
+
+
+class MapOut(_Out):
+    image: bool = Field(description="Whether GET /api/v1/map/image serves a background image.")
+    refs: list[list[float]] = Field(description="Two reference points [x, y, lat, lon] (image pixels and "
+                                    "degrees) placing the image; [] without an image.")
 
 
 class CandidateOut(_Out):

@@ -252,6 +252,7 @@ class CameraRecord:
     fps: float = 0.0
     enabled: bool = True
     updated_at: float = field(default_factory=time.time)
+    timezone: str | None = None  # IANA name from the registry: the console shows the camera's local time
 
     @classmethod
     def from_camera(cls, camera: Camera) -> CameraRecord:
@@ -259,7 +260,7 @@ class CameraRecord:
 
         loc = camera.location
         return cls(camera_id=camera.id, name=camera.name, url=redact_url(camera.url), fps=camera.fps,
-                   enabled=camera.enabled,
+                   enabled=camera.enabled, timezone=camera.timezone,
                    location=LocationV1(lat=loc.lat, lon=loc.lon, address=loc.address, zone=loc.zone))
 
     def to_doc(self) -> dict[str, Any]:
@@ -272,7 +273,8 @@ class CameraRecord:
         return cls(camera_id=str(doc["camera_id"]), name=str(doc["name"]),
                    location=LocationV1.model_validate(doc["location"]), url=str(doc.get("url", "")),
                    fps=float(doc.get("fps", 0.0)), enabled=bool(doc.get("enabled", True)),
-                   updated_at=float(doc["updated_at"]))
+                   updated_at=float(doc["updated_at"]),
+                   timezone=str(doc["timezone"]) if doc.get("timezone") is not None else None)
 
 
 @dataclass(frozen=True, kw_only=True)
