@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from types import FrameType
 
 from argus.runtime.http import Health, OpsServer
 from argus.runtime.resources import Resources
@@ -18,25 +19,34 @@ log = logging.getLogger(__name__)
 
 
 def serve(res: Resources, *, stop: threading.Event | None = None, metrics_port: int | None = None) -> None:
-    """Serve until ``stop`` is set (or uvicorn's own signal handling ends it when ``stop`` is None)."""
+    """Serve until ``stop`` is set (or uvicorn's own signal handling ends it when ``stop`` is None). It runs in a
+    thread too (``argus up``): uvicorn only installs signal handlers on the main thread, and ``stop`` ends it.
+    Either way the app hears of the shutdown first, so open alert streams end instead of holding it up."""
     import uvicorn
 
     from argus.api.app import create_app
     from argus.api.limits import ApiMetrics
 
     s = res.settings
-    app = create_app(res, metrics=ApiMetrics(res.registry))
+    shutdown = threading.Event()
+    app = create_app(res, metrics=ApiMetrics(res.registry), shutdown=shutdown)
     health = Health(stale_after_s=float("inf"))
     port = s.metrics_port if metrics_port is None else metrics_port
     ops = OpsServer(port=port, registry=res.registry, health=health).start() if port else None
     # uvicorn logs through our logging config; its access log is off (ours never logs credentials or queries)
     config = uvicorn.Config(app, host=s.api_host, port=s.api_port, access_log=False, log_config=None,
                             server_header=False, proxy_headers=False, timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            shutdown.set()
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
     watcher = None
     if stop is not None:
         def watch() -> None:
             stop.wait()
+            shutdown.set()
             server.should_exit = True
 
         watcher = threading.Thread(target=watch, name="api-stop", daemon=True)
@@ -46,6 +56,7 @@ def serve(res: Resources, *, stop: threading.Event | None = None, metrics_port: 
     try:
         server.run()
     finally:
+        shutdown.set()
         health.ready = False
         if ops:
             ops.stop()

@@ -57,6 +57,69 @@ def cmd_demo(args: argparse.Namespace) -> int:
         result = run_demo(data_dir=Path(args.data_dir))
 
     print_summary(result)
+    if args.console:  # the demo's store and gallery stay on disk: serve them until Ctrl-C
+        from argus.config import load_settings
+        from argus.demo import DEMO_CAMERAS
+        from argus.up import run_console
+
+        settings = load_settings(**_up_overrides(args, data_dir=Path(args.data_dir), cameras_file=DEMO_CAMERAS))
+        run_console(settings, stop=_stop_on_signals("argus demo --console"), on_ready=_print_up)
+    return 0
+
+
+def _up_overrides(args: argparse.Namespace, **over: Any) -> dict[str, Any]:
+    """Settings for `argus up` / `demo --console`: one process, so no per-stage metrics port; --port wins."""
+    over = {"metrics_port": 0, **over}
+    if getattr(args, "port", None) is not None:
+        over["api_port"] = args.port
+    return over
+
+
+def _stop_on_signals(what: str) -> threading.Event:
+    """An event set by the first SIGINT/SIGTERM (stop cleanly); a second SIGINT interrupts at once."""
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        logging.getLogger("argus").warning("signal %d: %s is stopping (draining the stages)", signum, what)
+        print(f"{what}: stopping…", file=sys.stderr, flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return stop
+
+
+def _print_up(info: Any) -> None:
+    lines = [f"Argus is up: {info.cameras} camera(s)"
+             + (f", {sum(e.enrolled for e in info.enrolled)} of {len(info.enrolled)} watch-list person(s) "
+                "enrolled" if info.enrolled else "")]
+    for e in info.enrolled:
+        if not e.enrolled or e.rejected:
+            lines.append(f"  {e.person_id}: {'enrolled' if e.enrolled else 'NOT enrolled'}, {e.accepted} photo(s) "
+                         f"accepted, {e.rejected} rejected" + (f" ({'; '.join(e.reasons)})" if e.reasons else ""))
+    lines += [f"  skipped {p}" for p in info.skipped]
+    lines += [f"Console: {info.console_url}", f"API: {info.api_url} (docs at {info.api_url.removesuffix('/api/v1')}"
+              "/docs)", f"Admin API key{' (new)' if info.key_is_new else ''}: {info.admin_key}",
+              "Press Ctrl-C to stop."]
+    print("\n".join(lines), flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """``argus up``: the four stages, the API and the console in one process until Ctrl-C (argus.up)."""
+    from argus.config import load_settings
+    from argus.up import run_up
+
+    over: dict[str, Any] = {"cameras_file": Path(args.cameras)}
+    if args.data_dir is not None:
+        over["data_dir"] = Path(args.data_dir)
+    settings = load_settings(**_up_overrides(args, **over))
+    stop = _stop_on_signals("argus up")
+    result = run_up(settings, stop=stop, watchlist=Path(args.watchlist) if args.watchlist else None,
+                    on_ready=_print_up)
+    print(json.dumps({"events": result.events, "alerts": result.alerts, "seconds": round(result.seconds, 1),
+                      **result.extra}, sort_keys=True), flush=True)
     return 0
 
 
@@ -426,7 +489,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--distributed", action="store_true",
                    help="run the four stages as separate processes over the servers `argus dev up` started "
                         "(Kafka, Triton, MongoDB; registered with its Prometheus when running)")
+    d.add_argument("--console", action="store_true",
+                   help="then keep the operator console open on the demo's alerts until Ctrl-C")
+    d.add_argument("--port", type=int, default=None, help="the console's port (default: ARGUS_API_PORT)")
     d.set_defaults(fn=cmd_demo)
+
+    u = sub.add_parser("up", help="watch your cameras: the four stages, the operator API and the console in one "
+                                  "process until Ctrl-C")
+    u.add_argument("--cameras", required=True, metavar="FILE", help="the camera registry (TOML)")
+    u.add_argument("--watchlist", default=None, metavar="DIR",
+                   help="enroll at start: one sub-folder per person id holding that person's photos")
+    u.add_argument("--data-dir", default=None, help="gallery, SQLite history and admin.key (default: ARGUS_DATA_DIR)")
+    u.add_argument("--port", type=int, default=None, help="the API and console port (default: ARGUS_API_PORT)")
+    u.set_defaults(fn=cmd_up)
 
     r = sub.add_parser("run", help="run one stage or the operator API (the container entry point)")
     r.add_argument("stage", choices=[*STAGES, "api"])
