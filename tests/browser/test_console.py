@@ -107,8 +107,8 @@ def test_an_auditor_sees_the_audit_trail_and_not_the_feed(page: Any, world: Worl
     page.wait_for_selector("#audit tbody tr td.mono")
     page.fill("#af-action", "enroll")
     page.press("#af-action", "Enter")
-    page.wait_for_function("() => [...document.querySelectorAll('#audit tbody tr')].every("
-                           "r => r.textContent.includes('enroll'))")
+    page.wait_for_function("() => { const rows = [...document.querySelectorAll('#audit tbody tr')];"
+                           " return rows.length > 0 && rows.every(r => r.textContent.includes('enroll')); }")
     assert page.locator("#audit tbody tr").count() >= 1
 
 
