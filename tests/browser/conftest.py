@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from console_helpers import CHROMIUM_ARGS, MAX_PHOTO_MB, PERSON, ROOT, STATIC, VIEWPORT, World
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
@@ -33,16 +32,6 @@ from argus.demo import ASSETS, DEMO_CAMERAS
 from argus.errors import ArgusError
 from argus.runtime.inprocess import InProcessPipeline
 from argus.runtime.resources import Resources
-
-ROOT = Path(__file__).resolve().parents[2]
-STATIC = ROOT / "src" / "argus" / "console" / "static"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
-PERSON = "P-100/pyfeat:man"
-VIEWPORT = {"width": 1366, "height": 768}
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-MAX_PHOTO_MB = 0.5  # small, so the over-size upload test sends well under a megabyte
-
 
 # -- stand-ins for the console routes (only where the app lacks them) ----------------------------------------------
 
@@ -151,15 +140,6 @@ def _with_console_routes(api: Any, res: Resources) -> Any:
 
 # -- the served world ------------------------------------------------------------------------------------------------
 
-@dataclass
-class World:
-    base: str
-    res: Resources
-    keys: dict[str, str]
-    actors: dict[str, str]
-    alerts: list[str] = field(default_factory=list)  # the pipeline's alerts for PERSON, newest first
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -260,17 +240,3 @@ def page(browser: Any, world: World, watch: Watch) -> Iterator[Any]:
     for url in watch.requests:
         u = urlparse(url)
         assert u.scheme in ("blob", "data") or (u.scheme == "http" and u.hostname == "127.0.0.1"), url
-
-
-def login(page: Any, world: World, role: str, key: str | None = None) -> None:
-    page.goto(f"{world.base}/console/#/feed")
-    page.fill("#login-token", key or world.keys[role])
-    page.press("#login-token", "Enter")
-    page.wait_for_selector("#nav a", state="attached")
-
-
-def screenshot(page: Any, name: str) -> None:
-    if os.environ.get("ARGUS_NO_SCREENSHOTS"):
-        return
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name))

@@ -76,8 +76,8 @@ function timeEl(ts, cameraId, short) {
 }
 const n3 = (x) => (typeof x === "number" ? x.toFixed(3) : "—");
 function scoreEl(score, threshold) {
-  const pct = Math.max(0, Math.min(100, ((score + 1) / 2) * 100));
-  const tpct = Math.max(0, Math.min(100, ((threshold + 1) / 2) * 100));
+  const pct = Math.max(0, Math.min(100, score * 100)); // cosine, drawn on 0..1 (below 0 is "no likeness")
+  const tpct = Math.max(0, Math.min(100, threshold * 100));
   const bar = h("span", { class: "bar", "aria-hidden": "true" }, h("span", { class: "fill" }), h("span", { class: "tick" }));
   bar.firstChild.style.width = `${pct}%`;
   bar.lastChild.style.left = `${tpct}%`;
@@ -252,7 +252,7 @@ async function viewAlert(root, id) {
     h("dt", {}, "Person"), h("dd", {}, h("strong", { text: a.display_name }), " ", h("span", { class: "mono muted", text: a.person_id })),
     h("dt", {}, "Watch-list"), h("dd", { text: a.watchlist }),
     h("dt", {}, "Score"), h("dd", {}, scoreEl(a.score, a.threshold)),
-    h("dt", {}, "Margin"), h("dd", { text: `${n3(a.margin)} over the runner-up` }),
+    h("dt", {}, "Margin"), h("dd", { text: a.candidates.length > 1 ? `${n3(a.margin)} over the runner-up` : `${n3(a.margin)} (no runner-up above the floor)` }),
     h("dt", {}, "Emotion"), h("dd", { text: a.emotion || "—" }),
     h("dt", {}, "Camera"), h("dd", {}, h("span", { text: a.camera_name || a.camera_id }), " ", h("span", { class: "mono muted", text: a.camera_id })),
     h("dt", {}, "Address"), h("dd", { text: a.location.address || "—" }),
@@ -268,13 +268,13 @@ async function viewAlert(root, id) {
     h("tbody", {}, ...(a.candidates.length ? a.candidates : []).map((c, i) => h("tr", {},
       h("td", { text: String(i + 1) }), h("td", {}, c.display_name, " ", h("span", { class: "mono muted", text: c.person_id })),
       h("td", { text: c.watchlist }), h("td", { class: "num", text: n3(c.score) })))));
-  const side = h("div", { class: "side" }, facts, cands);
+  const side = h("div", { class: "side" }, facts);
   if (can("alerts.triage")) side.append(triageForm(a));
   root.append(
     h("div", { class: "toolbar" }, h("a", { href: "#/feed", class: "back" }, "← Feed"), h("h1", { text: `Alert · ${a.display_name}` }),
       h("span", { class: "grow" }),
       can("events.read") ? h("a", { class: "button", href: `#/trail/${q(a.person_id)}` }, "Trail on map") : null),
-    h("div", { class: "detail" }, h("div", { class: "card" }, faces), h("div", { class: "card" }, side)));
+    h("div", { class: "detail" }, h("div", { class: "card" }, faces, h("div", { class: "cands" }, cands)), h("div", { class: "card" }, side)));
 }
 
 function triageForm(a) {
@@ -347,7 +347,8 @@ function legend() {
 async function viewTrail(root, pid) {
   const [{ cams, bg }, events] = await Promise.all([mapData(), allEvents({ person: pid }, 500)]);
   const seen = events.slice().sort((x, y) => x.ts_capture - y.ts_capture);
-  const svg = drawMap({ cams, bg, pins: [], health: healthClass, trail: seen, onCamera: () => {} });
+  const pins = [...S.alerts.values()].filter((a) => a.status === "new" && a.person_id === pid);
+  const svg = drawMap({ cams, bg, pins, health: healthClass, trail: seen, onCamera: () => { location.hash = "#/map"; } });
   const list = h("ol", { class: "trail", id: "trail-list" }, ...seen.map((e, i) => {
     const cam = S.cameras.get(e.camera_id);
     return h("li", {}, h("span", { class: "step", text: String(i + 1) }), h("span", {},
@@ -410,10 +411,15 @@ async function viewWatchlist(root) {
   const right = h("div", { class: "col" });
   grid.append(left, right);
   if (can("persons.read")) left.append(personsCard(persons.items));
+  refreshPersons = async () => {
+    const fresh = await api("/persons");
+    left.firstChild.replaceWith(personsCard(fresh.items));
+  };
   left.append(listsCard(lists));
   if (can("persons.write")) right.append(enrollCard(lists));
 }
 
+let refreshPersons = async () => {};
 function personsCard(items) {
   const body = h("tbody", {}, ...items.map((p) => {
     const row = h("tr", { "data-person": p.person_id },
@@ -528,6 +534,7 @@ function enrollCard(lists) {
       out.replaceChildren(h("p", { class: "ok-text", text: `Enrolled ${res.person.display_name} (${res.person.photos} photo${res.person.photos === 1 ? "" : "s"}).` }),
         verdictList(res.photos),
         Object.keys(res.look_alikes || {}).length ? h("p", { class: "warn-text", text: `Looks like: ${Object.entries(res.look_alikes).map(([k, v]) => `${k} (${n3(v)})`).join(", ")}` }) : null);
+      refreshPersons().catch(showError);
     } catch (e) {
       if (e instanceof ApiError && e.status === 422 && Array.isArray(e.detail) && e.detail.length && "accepted" in e.detail[0]) {
         out.replaceChildren(h("p", { class: "bad-text", text: "Not enrolled: no photo was accepted." }), verdictList(e.detail));

@@ -82,7 +82,8 @@ export function drawMap({ cams, bg, pins, trail, health, onCamera }) {
         onkeydown: (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); onCamera(c); } } },
       s("title", {}, `${c.name} — ${c.location.address || c.camera_id}`),
       s("circle", { cx: x, cy: y, r: 11, class: "cam-dot" }),
-      s("text", { x: x + 16, y: y + 4, class: "cam-label" }, c.name));
+      x > pr.w * 0.7 ? s("text", { x: x - 16, y: y + 4, class: "cam-label", "text-anchor": "end" }, c.name)
+        : s("text", { x: x + 16, y: y + 4, class: "cam-label" }, c.name));
       if (n) {
         g.append(s("path", { class: "pin", d: `M${x} ${y - 14} l-9 -15 a10 10 0 1 1 18 0 z` }),
           s("text", { x, y: y - 30, class: "pin-num", "text-anchor": "middle" }, String(n)));

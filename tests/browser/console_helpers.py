@@ -1,0 +1,43 @@
+"""Constants and page helpers shared by the browser tests (a module of its own: two conftest.py files in the tree
+make ``from conftest import`` ambiguous)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from argus.runtime.resources import Resources
+
+ROOT = Path(__file__).resolve().parents[2]
+STATIC = ROOT / "src" / "argus" / "console" / "static"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+PERSON = "P-100/pyfeat:man"
+VIEWPORT = {"width": 1366, "height": 768}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+MAX_PHOTO_MB = 0.5  # small, so the over-size upload test sends well under a megabyte
+
+
+@dataclass
+class World:
+    base: str
+    res: Resources
+    keys: dict[str, str]
+    actors: dict[str, str]
+    alerts: list[str] = field(default_factory=list)  # the pipeline's alerts for PERSON, newest first
+
+
+def login(page: Any, world: World, role: str, key: str | None = None) -> None:
+    page.goto(f"{world.base}/console/#/feed")
+    page.fill("#login-token", key or world.keys[role])
+    page.press("#login-token", "Enter")
+    page.wait_for_selector("#nav a", state="attached")
+
+
+def screenshot(page: Any, name: str) -> None:
+    if os.environ.get("ARGUS_NO_SCREENSHOTS"):
+        return
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name))
