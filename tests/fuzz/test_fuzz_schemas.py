@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from argus.errors import SchemaError
+from argus.ids import PERSON_ID_PATTERN
 from argus.schemas import (
     MESSAGE_TYPES,
     RETIRED_SCHEMAS,
@@ -40,6 +41,7 @@ SCHEMA_IDS = [*sorted(MESSAGE_TYPES), *sorted(RETIRED_SCHEMAS), "argus.frames.v2
 
 # -- valid messages (no NaN, so == can check the round trip) -------------------------------------------------------
 slug = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,63}", fullmatch=True)
+person_id = st.from_regex(PERSON_ID_PATTERN.strip("^$"), fullmatch=True)
 text = st.text(max_size=16)
 nonempty = st.text(min_size=1, max_size=16)
 count = st.integers(0, 2**63 - 1)
@@ -50,7 +52,7 @@ blob = st.binary(max_size=64)
 box = st.tuples(real, real, real, real)
 seven = st.tuples(*[real] * 7)
 quality = st.builds(Quality, size=st.floats(min_value=0, allow_nan=False), blur=st.floats(min_value=0, allow_nan=False))
-candidate = st.builds(CandidateV1, person_id=text, display_name=text, watchlist=text, score=real)
+candidate = st.builds(CandidateV1, person_id=person_id, display_name=text, watchlist=text, score=real)
 frame_fields = dict(camera_id=slug, seq=count, ts_capture=positive)
 
 frames = st.builds(FrameV1, **frame_fields, ts_ingest=positive, width=st.integers(1, 2**63 - 1),
@@ -66,7 +68,7 @@ faces = st.builds(FacesV2, **frame_fields, ts_infer=positive, frame_width=st.int
 track_match = st.builds(
     TrackMatchV2, track_id=nonempty, revision=st.integers(1, 2**63 - 1), matched=st.booleans(), outcome=text,
     face_index=count, event_id=text, box=box, det_score=unit, quality=quality, emotion=seven, emotion_label=text,
-    crop_jpeg=blob, person_id=text, display_name=text, watchlist=text, score=real, threshold=real, margin=real,
+    crop_jpeg=blob, person_id=person_id, display_name=text, watchlist=text, score=real, threshold=real, margin=real,
     candidates=st.lists(candidate, max_size=3).map(tuple), faces_seen=st.integers(1, 2**63 - 1),
     faces_embedded=st.integers(1, 2**63 - 1), faces_supporting=count,
     score_history=st.lists(real, max_size=5).map(tuple), first_seq=count, ts_first=positive,
@@ -78,7 +80,7 @@ alerts = st.builds(
     AlertV2, alert_id=text, event_id=text, track_id=text, revision=st.integers(1, 2**63 - 1), withdrawn=st.booleans(),
     faces_seen=st.integers(1, 2**63 - 1), faces_embedded=st.integers(1, 2**63 - 1), faces_supporting=count,
     score_history=st.lists(real, max_size=5).map(tuple), camera_id=slug, camera_name=text, location=location,
-    person_id=text, display_name=text, watchlist=text, score=real, threshold=real, margin=real,
+    person_id=person_id, display_name=text, watchlist=text, score=real, threshold=real, margin=real,
     candidates=st.lists(candidate, max_size=3).map(tuple), emotion=text, emotion_probs=seven, det_score=unit,
     quality=quality, box=box, crop_jpeg=blob, seq=count, ts_capture=positive, ts_alert=positive, gallery_version=count,
 )
