@@ -2,143 +2,33 @@
 the session's ONNX Runtime backend) under uvicorn in a thread on 127.0.0.1, the man from the demo clips enrolled
 from his photo, and the four stages run once over the demo cameras so the alerts are the pipeline's own.
 
-Until the console's server pieces land in argus.api.app (/api/v1/me, /api/v1/alerts/stream, the /console/ mount),
-``_with_console_routes`` adds stand-ins for exactly those, following the interface the console is written against;
-each is added only when the app does not serve that path itself, so the tests run on the real ones once they exist.
-"""
+The console is the one argus.api.app serves at /console/ (with its CSP), the feed fed by /api/v1/alerts/stream."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from console_helpers import CHROMIUM_ARGS, MAX_PHOTO_MB, PERSON, ROOT, STATIC, VIEWPORT, World
+from console_helpers import CHROMIUM_ARGS, MAX_PHOTO_MB, PERSON, ROOT, VIEWPORT, World
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from argus.api.app import create_app
-from argus.api.auth import ROLE_PERMISSIONS, Authenticator, create_api_key
+from argus.api.auth import create_api_key
 from argus.config import load_settings
 from argus.demo import ASSETS, DEMO_CAMERAS
-from argus.errors import ArgusError
 from argus.runtime.inprocess import InProcessPipeline
 from argus.runtime.resources import Resources
 
-# -- stand-ins for the console routes (only where the app lacks them) ----------------------------------------------
-
-def _served(app: Any, path: str) -> bool:
-    return any(getattr(r, "path", None) == path for r in app.routes)
-
-
-def _alert_json(rec: Any) -> dict[str, Any]:
-    """GET /api/v1/alerts/{id}'s body for one AlertRecord (the fields of argus.api.models.AlertOut)."""
-    a = rec.alert
-    return {"alert_id": a.alert_id, "event_id": a.event_id, "track_id": a.track_id, "revision": a.revision,
-            "withdrawn": a.withdrawn, "camera_id": a.camera_id, "camera_name": a.camera_name,
-            "location": a.location.model_dump(), "person_id": a.person_id, "display_name": a.display_name,
-            "watchlist": a.watchlist, "score": a.score, "threshold": a.threshold, "margin": a.margin,
-            "candidates": [c.model_dump() for c in a.candidates], "emotion": a.emotion,
-            "ts_capture": a.ts_capture, "ts_alert": a.ts_alert, "status": rec.status, "acked_by": rec.acked_by,
-            "acked_at": rec.acked_at, "note": rec.note, "has_crop": bool(a.crop_jpeg)}
-
-
-def _with_console_routes(api: Any, res: Resources) -> Any:
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response, StreamingResponse
-    from starlette.routing import Mount, Route
-    from starlette.staticfiles import StaticFiles
-
-    from argus.store.base import AlertFilter
-
-    auth = Authenticator.from_settings(res.store, res.settings)
-
-    def principal(request: Request) -> Any:
-        return auth.authenticate(request.headers.get("authorization"), client="127.0.0.1")
-
-    def refused(e: ArgusError) -> Response:
-        return JSONResponse({"error": "unauthorized", "detail": str(e)}, status_code=401)
-
-    async def me(request: Request) -> Response:
-        try:
-            p = principal(request)
-        except ArgusError as e:
-            return refused(e)
-        return JSONResponse({"actor": p.actor, "role": p.role.value,
-                             "permissions": sorted(x.value for x in ROLE_PERMISSIONS[p.role])})
-
-    async def stream(request: Request) -> Response:
-        try:
-            principal(request)
-        except ArgusError as e:
-            return refused(e)
-        since = float(request.query_params.get("since", "0"))
-
-        async def events() -> AsyncIterator[bytes]:
-            seen: dict[str, tuple[Any, ...]] = {}
-            last_ping = time.monotonic()
-            while not await request.is_disconnected():
-                page = await run_in_threadpool(res.store.page_alerts, AlertFilter(since=since), limit=200)
-                for rec in reversed(page.items):
-                    key = (rec.status, rec.alert.revision, rec.acked_at, rec.alert.withdrawn)
-                    if seen.get(rec.alert_id) != key:
-                        seen[rec.alert_id] = key
-                        yield (f"event: alert\nid: {rec.alert_id}\ndata: "
-                               f"{json.dumps(_alert_json(rec))}\n\n").encode()
-                if time.monotonic() - last_ping > 15:
-                    last_ping = time.monotonic()
-                    yield b": ping\n\n"
-                await asyncio.sleep(0.2)
-
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-
-    async def map_info(request: Request) -> Response:
-        try:
-            principal(request)
-        except ArgusError as e:
-            return refused(e)
-        return JSONResponse({"image": False, "refs": []})
-
-    routes: list[Any] = []
-    if not _served(api, "/api/v1/map"):
-        routes.append(Route("/api/v1/map", map_info))
-    if not _served(api, "/api/v1/me"):
-        routes.append(Route("/api/v1/me", me))
-    if not _served(api, "/api/v1/alerts/stream"):
-        routes.append(Route("/api/v1/alerts/stream", stream))
-    if not any(getattr(r, "path", "").startswith("/console") for r in api.routes):
-        routes.append(Mount("/console", StaticFiles(directory=STATIC, html=True)))
-    if not routes:
-        return api
-    routes.append(Mount("/", api))
-    outer = Starlette(routes=routes)
-
-    csp = (b"default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self'; "
-           b"script-src 'self'; frame-ancestors 'none'")
-
-    async def with_csp(scope: Any, receive: Any, send: Any) -> None:
-        async def send2(message: Any) -> None:
-            if message["type"] == "http.response.start" and scope.get("path", "").startswith("/console"):
-                message = {**message, "headers": [*message.get("headers", ()), (b"content-security-policy", csp),
-                                                  (b"cache-control", b"no-store")]}
-            await send(message)
-
-        await outer(scope, receive, send2)
-
-    return with_csp
-
-
 # -- the served world ------------------------------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -177,7 +67,7 @@ def world(ort_backend: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         alerts = [a.alert_id for a in res.store.page_alerts(AlertFilter(person_id=PERSON), limit=50).items]
         assert len(alerts) >= 2, alerts
         port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(_with_console_routes(api, res), host="127.0.0.1", port=port,
+        server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="off"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

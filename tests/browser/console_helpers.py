@@ -11,7 +11,6 @@ from typing import Any
 from argus.runtime.resources import Resources
 
 ROOT = Path(__file__).resolve().parents[2]
-STATIC = ROOT / "src" / "argus" / "console" / "static"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 PERSON = "P-100/pyfeat:man"
 VIEWPORT = {"width": 1366, "height": 768}
@@ -33,7 +32,7 @@ def login(page: Any, world: World, role: str, key: str | None = None) -> None:
     page.goto(f"{world.base}/console/#/feed")
     page.fill("#login-token", key or world.keys[role])
     page.press("#login-token", "Enter")
-    page.wait_for_selector("#nav a", state="attached")
+    page.wait_for_selector("body[data-ready]", state="attached")
 
 
 def screenshot(page: Any, name: str) -> None:

@@ -234,7 +234,7 @@ def test_a_revoked_key_sends_you_to_login(page: Any, world: World, watch: Any) -
 def test_the_skip_link_and_navigation_work_by_keyboard(page: Any, world: World) -> None:
     login(page, world, "operator")
     page.reload()  # the session survives a reload (sessionStorage); keyboard from the top of the page
-    page.wait_for_selector("#nav a")
+    page.wait_for_selector("body[data-ready]", state="attached")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
     page.keyboard.press("Tab")

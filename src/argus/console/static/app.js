@@ -124,6 +124,7 @@ function toLogin(message) {
   S.me = null;
   S.perms = new Set();
   S.alerts.clear();
+  delete document.body.dataset.ready;
   $("#nav").hidden = true;
   $("#who").hidden = true;
   $("#view").hidden = true;
@@ -151,7 +152,8 @@ async function startSession() {
   nav.hidden = false;
   if (can("cameras.read")) await loadCameras();
   if (can("alerts.read")) await startFeed();
-  route();
+  await route();
+  document.body.dataset.ready = "1"; // the first view is drawn (tests and scripts wait for this)
 }
 
 async function loadCameras() {
