@@ -21,3 +21,10 @@ def test_readme_configuration_table_lists_every_setting_and_nothing_else() -> No
     listed = _table_variables()
     assert settings - listed == set(), f"settings missing from the README table: {sorted(settings - listed)}"
     assert listed - settings == set(), f"README lists variables no setting reads: {sorted(listed - settings)}"
+
+
+def test_readme_permission_matrix_is_the_one_the_code_enforces() -> None:
+    from argus.api.auth import permission_matrix_markdown
+
+    assert permission_matrix_markdown() in README.read_text(encoding="utf-8"), (
+        "README's permission matrix differs from argus.api.auth.ROLE_PERMISSIONS: paste permission_matrix_markdown()")
