@@ -6,17 +6,14 @@ The console is the one argus.api.app serves at /console/ (with its CSP), the fee
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from console_helpers import CHROMIUM_ARGS, MAX_PHOTO_MB, PERSON, ROOT, VIEWPORT, World
+from console_helpers import CAMERA_TZ, CHROMIUM_ARGS, MAX_PHOTO_MB, PERSON, ROOT, VIEWPORT, World, serve
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
@@ -30,18 +27,13 @@ from argus.runtime.resources import Resources
 # -- the served world ------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def world(ort_backend: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    import uvicorn
-
     tmp = tmp_path_factory.mktemp("console")
-    settings = load_settings(data_dir=tmp, cameras_file=DEMO_CAMERAS, gallery="memory", ingest_queue=10_000,
+    cameras = tmp / "cameras.toml"  # the demo cameras with their time zone, so the console can show local time
+    text = DEMO_CAMERAS.read_text().replace('url = "../', f'url = "{DEMO_CAMERAS.parent.parent.as_posix()}/')
+    cameras.write_text(text.replace("fps = 5\n", f'fps = 5\ntimezone = "{CAMERA_TZ}"\n'))
+    settings = load_settings(data_dir=tmp, cameras_file=cameras, gallery="memory", ingest_queue=10_000,
                              ingest_files_realtime=False, metrics_port=0, sinks=["log"],
                              api_rate_per_s=100_000, api_rate_burst=100_000, api_max_photo_mb=MAX_PHOTO_MB)
     with Resources(settings, registry=CollectorRegistry(), backend=ort_backend) as res:
@@ -66,18 +58,8 @@ def world(ort_backend: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
         alerts = [a.alert_id for a in res.store.page_alerts(AlertFilter(person_id=PERSON), limit=50).items]
         assert len(alerts) >= 2, alerts
-        port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 15
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        yield World(base=f"http://127.0.0.1:{port}", res=res, keys=keys, actors=actors, alerts=alerts)
-        server.should_exit = True
-        thread.join(timeout=10)
+        with serve(api) as base:
+            yield World(base=base, res=res, keys=keys, actors=actors, alerts=alerts)
 
 
 # -- the browser -------------------------------------------------------------------------------------------------------

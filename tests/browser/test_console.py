@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import MAX_PHOTO_MB, PERSON, World, login, screenshot
+from console_helpers import CAMERA_TZ, MAX_PHOTO_MB, PERSON, World, login, screenshot, serve
 
 from argus.api.auth import revoke_api_key
 from argus.demo import ASSETS
@@ -242,3 +242,47 @@ def test_the_skip_link_and_navigation_work_by_keyboard(page: Any, world: World) 
     page.keyboard.press("Enter")
     page.wait_for_selector("svg.map g.cam")
     assert page.evaluate("location.hash") == "#/map"
+
+
+def test_times_are_the_operators_with_the_cameras_local_time_on_hover(page: Any, world: World) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    rec = world.res.store.get_alert(world.alerts[0])
+    assert rec is not None
+    login(page, world, "operator")
+    page.goto(f"{world.base}/console/#/alert/{world.alerts[0]}")
+    alerted = page.locator("dt:has-text('Alerted') + dd time")
+    alerted.wait_for()
+    local = datetime.fromtimestamp(rec.alert.ts_alert, ZoneInfo("Europe/London"))  # the browser's zone
+    camera = datetime.fromtimestamp(rec.alert.ts_alert, ZoneInfo(CAMERA_TZ))
+    assert local.strftime("%H:%M:%S") in alerted.inner_text()
+    title = alerted.get_attribute("title") or ""
+    assert CAMERA_TZ in title and camera.strftime("%H:%M:%S") in title, title
+
+
+def test_the_map_places_cameras_on_the_background_image_by_its_two_reference_points(
+        page: Any, world: World, tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from argus.api.app import create_app
+
+    img = np.full((600, 800, 3), 235, np.uint8)
+    cv2.line(img, (0, 300), (800, 300), (200, 200, 200), 12)
+    image = tmp_path / "plan.png"
+    image.write_bytes(cv2.imencode(".png", img)[1].tobytes())
+    cams = {c.camera_id: c.location for c in world.res.store.list_cameras()}
+    ng, ms = cams["north-gate"], cams["market-square"]
+    refs = [(100.0, 100.0, ng.lat, ng.lon), (700.0, 500.0, ms.lat, ms.lon)]
+    settings = world.res.settings.model_copy(update={"console_map_image": image, "console_map_refs": refs})
+    with serve(create_app(world.res, settings=settings)) as base:
+        page.goto(f"{base}/console/#/map")
+        page.fill("#login-token", world.keys["operator"])
+        page.press("#login-token", "Enter")
+        page.wait_for_selector("svg.map image[href^='blob:']", state="attached")
+        assert page.get_attribute("svg.map", "viewBox") == "0 0 800 600"
+        at = {cid: (float(page.get_attribute(f'g.cam[data-camera="{cid}"] circle', "cx") or "nan"),
+                    float(page.get_attribute(f'g.cam[data-camera="{cid}"] circle', "cy") or "nan"))
+              for cid in ("north-gate", "market-square")}
+        assert at == {"north-gate": (100.0, 100.0), "market-square": (700.0, 500.0)}
