@@ -101,6 +101,18 @@ class Access(enum.Enum):
 AUTHENTICATED = Access.authenticated
 
 
+#: One event of the alert stream, as OpenAPI 3.1 describes server-sent events (the parsed fields of one message).
+_SSE_ALERT: dict[str, Any] = {
+    "type": "object", "required": ["event", "id", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["alert"]},
+        "id": {"type": "string", "description": "<alert_id>:<revision>:<status>"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"$ref": "#/components/schemas/AlertOut"}},
+    },
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class RouteSpec:
     method: str
@@ -493,7 +505,7 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
         return recs
 
     @r("GET", f"{API_PREFIX}/alerts/stream", Permission.alerts_read, response_class=StreamingResponse,
-       responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+       responses={200: {"content": {"text/event-stream": {"schema": _SSE_ALERT}},
                         "description": "Server-sent events: `event: alert`, `id: <alert_id>:<revision>:<status>`, "
                                        "`data: <AlertOut JSON>`; `: ping` comments keep it alive"}},
        tags=["alerts"])
