@@ -89,6 +89,9 @@ def test_an_analyst_is_not_offered_enrolment_and_is_refused_when_posting_it(page
     page.goto(f"{world.base}/console/#/feed")
     page.wait_for_selector("#feed > li")
     assert page.locator("#feed img").count() == 0, "an analyst may not see face crops"
+    page.goto(f"{world.base}/console/#/alert/{world.alerts[0]}")
+    page.wait_for_selector("dl.facts")
+    assert page.locator("#triage").count() == 0 and page.locator(".faces img").count() == 0
     status = page.evaluate("""async () => {
         const fd = new FormData();
         fd.append("person_id", "P-9/x"); fd.append("display_name", "X"); fd.append("reason", "try");
