@@ -82,7 +82,7 @@ def _stop_on_signals(what: str) -> threading.Event:
     def _stop(signum: int, _frame: object) -> None:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        logging.getLogger("argus").warning("signal %d: %s is stopping (draining the stages)", signum, what)
+        logging.getLogger("argus").warning("signal %d: %s is stopping", signum, what)
         print(f"{what}: stopping…", file=sys.stderr, flush=True)
         stop.set()
 
@@ -365,19 +365,25 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """``argus audit verify``: walk the whole trail through the chain check; exit 1 naming the first bad record."""
-    from argus.audit_trail import verify_chain
+    from argus.audit_trail import cross_check_gallery, verify_chain
     from argus.config import load_settings
     from argus.runtime.resources import Resources
 
     settings = load_settings()
     with Resources(settings) as res:
-        rep = verify_chain(res.store.audit_records(), now=time.time(),
-                           retention_days=settings.retention_audit_days or None)
-    if rep.ok:
-        print(f"audit chain OK: {rep.checked} records")
-        return 0
-    print(f"audit chain BROKEN at seq {rep.first_bad_seq}: {rep.problem}")
-    return 1
+        records = list(res.store.audit_records())
+        rep = verify_chain(records, now=time.time(), retention_days=settings.retention_audit_days or None)
+        disagree = cross_check_gallery(res.gallery.audit(), records) if rep.ok else []
+    if not rep.ok:
+        print(f"audit chain BROKEN at seq {rep.first_bad_seq}: {rep.problem}")
+        return 1
+    if disagree:
+        print(f"audit chain OK: {rep.checked} records, but the gallery's own log disagrees with it:")
+        for line in disagree:
+            print(f"  {line}")
+        return 1
+    print(f"audit chain OK: {rep.checked} records; the gallery's log agrees")
+    return 0
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:

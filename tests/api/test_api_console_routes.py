@@ -89,7 +89,7 @@ def test_stream_sends_stored_alerts_oldest_first_then_new_ones_and_triage_change
                                                                                     api_resources) -> None:
     store, t0 = api_resources.store, time.time() - 120
     put_alert(store, camera_id="cam-north-1", person_id="P-1", seq=2, crop=CROP, ts=t0)  # ts_alert t0+2.5
-    put_alert(store, camera_id="cam-north-1", person_id="P-1", seq=1, crop=CROP, ts=t0)  # ts_alert t0+1.5
+    revised = put_alert(store, camera_id="cam-north-1", person_id="P-1", seq=1, crop=CROP, ts=t0)  # t0+1.5
     put_alert(store, camera_id="cam-north-1", person_id="P-1", seq=0, crop=CROP, ts=t0 - 60)  # before since
     key = role_keys[Role.operator]
     sse = SseReader(client, f"/api/v1/alerts/stream?since={t0}", bearer(key))
@@ -112,6 +112,10 @@ def test_stream_sends_stored_alerts_oldest_first_then_new_ones_and_triage_change
         changed = sse.next()
         assert changed["id"] == "a-cam-north-1-2:1:acknowledged"
         assert json.loads(changed["data"])["status"] == "acknowledged"
+
+        store.put_alert(revised.model_copy(update={"revision": 2, "score": 0.99}))  # the alerter's revision
+        again = sse.next()
+        assert again["id"] == "a-cam-north-1-1:2:new" and json.loads(again["data"])["score"] == 0.99
     finally:
         client.app.state.shutdown.set()  # what the server does on Ctrl-C: the stream must end by itself
         sse.thread.join(timeout=10)
@@ -136,6 +140,23 @@ def test_stream_defaults_to_the_last_five_minutes(client, role_keys, api_resourc
 def test_stream_needs_alerts_read(client, role_keys) -> None:
     assert client.get("/api/v1/alerts/stream", headers=bearer(role_keys[Role.auditor])).status_code == 403
     assert client.get("/api/v1/alerts/stream").status_code == 401
+
+
+# -- argus up's admin key ----------------------------------------------------------------------------------------
+
+def test_admin_key_is_kept_private_reused_while_valid_and_replaced_once_revoked(tmp_path, api_resources) -> None:
+    from argus.api.auth import parse_api_key, revoke_api_key
+    from argus.up import admin_key
+
+    data = tmp_path / "up-data"
+    key, new = admin_key(api_resources.store, data)
+    assert new and (data / "admin.key").stat().st_mode & 0o777 == 0o600
+    assert admin_key(api_resources.store, data) == (key, False)
+    revoke_api_key(api_resources.store, parse_api_key(key)[0], actor="test")
+    fresh, new = admin_key(api_resources.store, data)
+    assert new and fresh != key and (data / "admin.key").read_text().strip() == fresh
+    rec = api_resources.store.get_api_key(parse_api_key(fresh)[0])
+    assert rec is not None and rec.role == "admin" and rec.name == "argus-up admin" and rec.created_by == "argus-up"
 
 
 # -- map ----------------------------------------------------------------------------------------------------------
