@@ -215,3 +215,40 @@ def verify_chain(records: Iterable[AuditRecord], *, now: float, retention_days: 
             return bad(r.seq, own)
         prev = r
     return ChainReport(ok=True, checked=checked)
+
+
+#: The store's action recording each kind of gallery change (operations writes one record per change).
+GALLERY_TO_TRAIL = {"enroll": "enroll", "re-enroll": "enroll", "remove": "remove", "update": "update",
+                    "watchlist": "watchlist", "negative": "alert.triage", "erase": "erase"}
+
+
+def cross_check_gallery(gallery_entries: Iterable[Any], records: Iterable[AuditRecord]) -> list[str]:
+    """Where the gallery's own log and the store's chain disagree: every gallery version produced by a change must
+    have a store record of the matching action naming that version (and, where the gallery logged a digest of the
+    embeddings, the same digest). A gallery change without one was made outside Argus's operator actions (an old
+    CLI, a hand-edited directory) — exactly what an auditor needs to see. ``gallery_entries`` are
+    :class:`argus.gallery.audit.AuditEntry` (duck-typed: ``version``, ``action``, ``embeddings_sha256``). The
+    expired part of the chain explains nothing, so versions older than the chain's first kept record are not
+    reported."""
+    by_version: dict[int, list[AuditRecord]] = {}
+    first_ts: float | None = None
+    for r in records:
+        first_ts = r.ts if first_ts is None else min(first_ts, r.ts)
+        v = r.details.get("gallery_version")
+        if isinstance(v, int):
+            by_version.setdefault(v, []).append(r)
+    problems = []
+    for e in gallery_entries:
+        if first_ts is not None and e.ts < first_ts:
+            continue
+        want = GALLERY_TO_TRAIL.get(e.action)
+        recs = [r for r in by_version.get(e.version, []) if r.action == want]
+        if not recs:
+            problems.append(f"gallery version {e.version} ({e.action} by {e.actor}): no {want!r} record in the "
+                            "audit trail")
+            continue
+        digests = {str(d) for r in recs if (d := r.details.get("embeddings_sha256")) is not None}
+        if e.action in ("enroll", "re-enroll", "negative") and digests and e.embeddings_sha256 not in digests:
+            problems.append(f"gallery version {e.version} ({e.action}): embeddings digest "
+                            f"{e.embeddings_sha256[:12]}… differs from the audit trail's {sorted(digests)[0][:12]}…")
+    return problems

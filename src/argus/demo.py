@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 
 from argus.config import REPO_ROOT, Settings, load_settings
-from argus.enroll import enroll_person
-from argus.gallery.base import Person
+from argus.enroll import read_photos
+from argus.errors import NoFaceError
 from argus.metrics import metric_total
 from argus.runtime.inprocess import InProcessPipeline
 from argus.runtime.resources import Resources
@@ -91,11 +91,16 @@ def run_demo(*, data_dir: Path, settings: Settings | None = None, fresh: bool = 
 
 def enroll_demo_watchlist(res: Resources) -> None:
     """The demo's watch-list: the man from the clips plus two distractors (so alerts show runner-ups)."""
-    for p in DEMO_WATCHLIST:
-        r = enroll_person(pipeline=res.pipeline, gallery=res.gallery,
-                          person=Person(person_id=p.person_id, display_name=p.display_name, watchlist=p.watchlist),
-                          images=list(p.images), actor="argus-demo", reason="demo watch-list", store=res.store)
-        log.info("enrolled %s from %d image(s)", p.person_id, len(r.accepted))
+    from argus import operations
+
+    for p in DEMO_WATCHLIST:  # the operator action itself: checked photos, thumbnails, the audit trail
+        out = operations.enroll_person(res, person_id=p.person_id, display_name=p.display_name,
+                                       watchlist=p.watchlist, photos=read_photos(list(p.images)),
+                                       actor="argus-demo", role="admin", reason="demo watch-list")
+        if out.person is None:
+            raise NoFaceError(f"demo watch-list: {p.person_id} could not be enrolled: "
+                              + "; ".join(r.reason for r in out.rejected))
+        log.info("enrolled %s from %d image(s)", p.person_id, len(out.accepted))
 
 
 def alerts_json(store: EventStore) -> list[dict[str, Any]]:

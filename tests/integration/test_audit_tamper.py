@@ -69,14 +69,14 @@ def _swap(coll: Any) -> None:
 def test_an_untouched_trail_verifies(trail: tuple[str, str, Any], tmp_path: Path):
     uri, db, _ = trail
     r = _verify(uri, db, tmp_path)
-    assert (r.returncode, r.stdout.strip()) == (0, "audit chain OK: 10 records"), r.stderr
+    assert r.returncode == 0 and r.stdout.startswith("audit chain OK: 10 records"), r.stdout + r.stderr
 
 
 def test_an_erased_subject_still_verifies(trail: tuple[str, str, Any], tmp_path: Path):
     uri, db, coll = trail
     assert coll.update_many({"subject": "P-3"}, {"$set": {"subject": None, "subject_salt": None}}).modified_count == 1
     r = _verify(uri, db, tmp_path)
-    assert (r.returncode, r.stdout.strip()) == (0, "audit chain OK: 10 records"), r.stderr
+    assert r.returncode == 0 and r.stdout.startswith("audit chain OK: 10 records"), r.stdout + r.stderr
 
 
 @pytest.mark.parametrize(("tamper", "seq", "what"), [

@@ -187,3 +187,42 @@ def test_bad_records_are_refused_naming_the_field(kwargs: dict[str, object], mat
     base: dict[str, object] = {"actor": "ops", "role": "admin", "action": "enroll", "details": {}}
     with pytest.raises(InputError, match=match):
         new_record(None, **{**base, **kwargs})
+
+
+def _gallery_entry(version: int, action: str = "enroll", digest: str = "d" * 64, ts: float = T0 + 1):
+    from argus.gallery.audit import AuditEntry
+
+    return AuditEntry(ts=ts, actor="alice", action=action, person_id="P-1", watchlist="vip", reason="r",
+                      version=version, n_embeddings=1, embeddings_sha256=digest)
+
+
+def _trail(*details: dict[str, object], action: str = "enroll") -> list[AuditRecord]:
+    out: list[AuditRecord] = []
+    for i, d in enumerate(details):
+        out.append(new_record(out[-1] if out else None, actor="alice", role="admin", action=action, subject="P-1",
+                              details=d, ts=T0 + i))
+    return out
+
+
+@pytest.mark.parametrize(("entries", "trail", "expect"), [
+    # every gallery change has its record, same digest: they agree
+    ([1], [{"gallery_version": 1, "embeddings_sha256": "d" * 64}], []),
+    # a gallery change nobody recorded in the trail (made outside the operator actions)
+    ([1, 2], [{"gallery_version": 1, "embeddings_sha256": "d" * 64}], ["gallery version 2"]),
+    # the trail recorded other embeddings than the gallery holds
+    ([1], [{"gallery_version": 1, "embeddings_sha256": "e" * 64}], ["digest"]),
+])
+def test_gallery_log_and_audit_trail_cross_check(entries, trail, expect):
+    from argus.audit_trail import cross_check_gallery
+
+    problems = cross_check_gallery([_gallery_entry(v) for v in entries], _trail(*trail))
+    assert len(problems) == len(expect)
+    for p, want in zip(problems, expect, strict=True):
+        assert want in p
+
+
+def test_gallery_changes_older_than_the_kept_trail_are_not_reported():
+    from argus.audit_trail import cross_check_gallery
+
+    old = _gallery_entry(1, ts=T0 - 10 * DAY)  # its record expired by the audit retention
+    assert cross_check_gallery([old], _trail({"gallery_version": 2})) == []
