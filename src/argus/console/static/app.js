@@ -405,8 +405,10 @@ const toDateInput = (ts) => (ts == null ? "" : new Date(ts * 1000).toISOString()
 
 async function viewWatchlist(root) {
   const [lists, persons] = await Promise.all([api("/watchlists"), can("persons.read") ? api("/persons") : { items: [] }]);
-  root.append(h("div", { class: "toolbar" }, h("h1", { text: "Watch-list" }),
-    h("span", { class: "muted", text: `${persons.items.length} persons · ${lists.length} lists` })));
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+  const counts = (n) => `${plural(n, "person", "persons")} · ${plural(lists.length, "list", "lists")}`;
+  const summary = h("span", { class: "muted", text: counts(persons.items.length) });
+  root.append(h("div", { class: "toolbar" }, h("h1", { text: "Watch-list" }), summary));
   const grid = h("div", { class: "wl-grid" });
   root.append(grid);
   const left = h("div", { class: "col" });
@@ -416,6 +418,7 @@ async function viewWatchlist(root) {
   refreshPersons = async () => {
     const fresh = await api("/persons");
     left.firstChild.replaceWith(personsCard(fresh.items));
+    summary.textContent = counts(fresh.items.length);
   };
   left.append(listsCard(lists));
   if (can("persons.write")) right.append(enrollCard(lists));
