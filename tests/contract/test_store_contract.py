@@ -594,9 +594,11 @@ def test_persons_are_listed_by_id_and_their_photos_replaced_whole(store: EventSt
 
 def test_cameras_are_listed_and_their_health_kept_per_camera(store: EventStore):
     loc = LocationV1(lat=52.5, lon=13.4, address="Pariser Platz 1", zone="north")
-    for cid in ("gate-2", "gate-1"):
-        store.upsert_camera(CameraRecord(camera_id=cid, name=cid, location=loc))
+    for cid, tz in (("gate-2", None), ("gate-1", "Asia/Tokyo")):
+        store.upsert_camera(CameraRecord(camera_id=cid, name=cid, location=loc, timezone=tz))
     assert [c.camera_id for c in store.list_cameras()] == ["gate-1", "gate-2"]
+    assert [c.timezone for c in store.list_cameras()] == ["Asia/Tokyo", None]
+    assert store.get_camera("gate-1").timezone == "Asia/Tokyo"  # type: ignore[union-attr]
     h1 = {"state": "streaming", "fps": 4.9, "last_frame_ts": T0, "frames_dropped": 3, "reconnects": 0,
           "updated_at": T0 + 1}
     store.put_camera_health("gate-1", h1)
