@@ -49,6 +49,7 @@ def test_acknowledging_in_the_page_changes_the_status_in_the_store(page: Any, wo
     page.goto(f"{world.base}/console/#/alert/{alert_id}")
     page.wait_for_selector(".faces img.face[src^='blob:']")
     page.wait_for_selector("#triage")
+    assert "embedded agree" in page.inner_text("#alert-faces")  # the track's evidence, not one frame's
     screenshot(page, "alert.png")
     page.fill("#triage-reason", "officer dispatched")
     page.click("#btn-ack")

@@ -477,7 +477,9 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
             location=m.LocationOut(**a.location.model_dump()), person_id=a.person_id, display_name=a.display_name,
             watchlist=a.watchlist, score=a.score, threshold=a.threshold, margin=a.margin,
             candidates=[m.CandidateOut(**c.model_dump()) for c in a.candidates], emotion=a.emotion,
-            ts_capture=a.ts_capture, ts_alert=a.ts_alert, status=rec.status, acked_by=rec.acked_by,
+            emotion_timeline=[m.EmotionChangeOut(**c.model_dump()) for c in a.emotion_timeline],
+            faces_seen=a.faces_seen, faces_embedded=a.faces_embedded, faces_supporting=a.faces_supporting,
+            score_history=list(a.score_history), ts_capture=a.ts_capture, ts_alert=a.ts_alert, status=rec.status, acked_by=rec.acked_by,
             acked_at=rec.acked_at, note=rec.note, has_crop=bool(a.crop_jpeg))
 
     @r("GET", f"{API_PREFIX}/alerts", Permission.alerts_read, response_model=m.AlertPage, tags=["alerts"])

@@ -145,6 +145,13 @@ class CandidateOut(_Out):
     score: float
 
 
+class EmotionChangeOut(_Out):
+    seq: int
+    ts: float
+    label: str
+    confidence: float
+
+
 class AlertOut(_Out):
     alert_id: str
     event_id: str
@@ -162,6 +169,12 @@ class AlertOut(_Out):
     margin: float
     candidates: list[CandidateOut]
     emotion: str
+    emotion_timeline: list[EmotionChangeOut] = Field(
+        description="The track's smoothed emotion, each change with its frame, time and confidence.")
+    faces_seen: int = Field(description="Faces of the track detected.")
+    faces_embedded: int = Field(description="Faces of the track embedded and matched (the best ones).")
+    faces_supporting: int = Field(description="Embedded faces that agree on the person.")
+    score_history: list[float] = Field(description="Each embedded face's cosine to the person, in track order.")
     ts_capture: float
     ts_alert: float
     status: str

@@ -254,8 +254,13 @@ async function viewAlert(root, id) {
     h("dt", {}, "Person"), h("dd", {}, h("strong", { text: a.display_name }), " ", h("span", { class: "mono muted", text: a.person_id })),
     h("dt", {}, "Watch-list"), h("dd", { text: a.watchlist }),
     h("dt", {}, "Score"), h("dd", {}, scoreEl(a.score, a.threshold)),
-    h("dt", {}, "Margin"), h("dd", { text: a.candidates.length > 1 ? `${n3(a.margin)} over the runner-up` : `${n3(a.margin)} (no runner-up above the floor)` }),
-    h("dt", {}, "Emotion"), h("dd", { text: a.emotion || "—" }),
+    h("dt", {}, "Margin"), h("dd", { text: a.candidates.length > 1 ? `${n3(a.margin)} over the runner-up` : "no runner-up: nobody else listed resembles this face" }),
+    h("dt", {}, "Faces"), h("dd", { id: "alert-faces",
+      text: `${a.faces_supporting} of ${a.faces_embedded} embedded agree · ${a.faces_seen} seen` +
+        (a.score_history.length ? ` · scores ${a.score_history.map(n3).join(", ")}` : "") }),
+    h("dt", {}, "Emotion"), h("dd", { id: "alert-emotion" }, h("span", { text: a.emotion || "—" }),
+      ...(a.emotion_timeline.length > 1 ? [h("ol", { class: "timeline" }, ...a.emotion_timeline.map((c) =>
+        h("li", {}, timeEl(c.ts, a.camera_id), " ", h("span", { text: `${c.label} (${Math.round(c.confidence * 100)} %)` }))))] : [])),
     h("dt", {}, "Camera"), h("dd", {}, h("span", { text: a.camera_name || a.camera_id }), " ", h("span", { class: "mono muted", text: a.camera_id })),
     h("dt", {}, "Address"), h("dd", { text: a.location.address || "—" }),
     h("dt", {}, "Zone"), h("dd", { text: a.location.zone || "—" }),
