@@ -479,8 +479,8 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
             candidates=[m.CandidateOut(**c.model_dump()) for c in a.candidates], emotion=a.emotion,
             emotion_timeline=[m.EmotionChangeOut(**c.model_dump()) for c in a.emotion_timeline],
             faces_seen=a.faces_seen, faces_embedded=a.faces_embedded, faces_supporting=a.faces_supporting,
-            score_history=list(a.score_history), ts_capture=a.ts_capture, ts_alert=a.ts_alert, status=rec.status, acked_by=rec.acked_by,
-            acked_at=rec.acked_at, note=rec.note, has_crop=bool(a.crop_jpeg))
+            score_history=list(a.score_history), ts_capture=a.ts_capture, ts_alert=a.ts_alert,
+            status=rec.status, acked_by=rec.acked_by, acked_at=rec.acked_at, note=rec.note, has_crop=bool(a.crop_jpeg))
 
     @r("GET", f"{API_PREFIX}/alerts", Permission.alerts_read, response_model=m.AlertPage, tags=["alerts"])
     def list_alerts(
