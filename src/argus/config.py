@@ -109,6 +109,15 @@ class Settings(BaseSettings):
     track_max_embeddings: int = Field(
         default=8, ge=1, le=64, description="Faces embedded per track at most (the best ones; the rest are tracked)."
     )
+    emotion_tta: str = Field(
+        default="embedded", pattern="^(off|embedded|all)$",
+        description="Test-time augmentation for emotion (paper 003): off, embedded (faces that reach the matcher) "
+                    "or all faces.")
+    emotion_tta_views: int = Field(
+        default=10, ge=1, le=32, description="Augmented views averaged per face when TTA is on (paper 003: 10).")
+    emotion_rules: bool = Field(
+        default=True, description="ECRL (paper 002): FaceMesh geometry on embedded faces confirms or corrects the "
+                                  "track's emotion.")
     ort_threads: int = Field(default=0, ge=0, le=256, description="ONNX Runtime intra-op threads (0 = all cores).")
 
     # matching and alerting
