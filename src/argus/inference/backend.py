@@ -71,8 +71,23 @@ class RowModel:
         self.max_batch = int(max_batch or self.MAX_BATCH)
 
 
+def latest_version(model_repository: Path, model: str) -> int:
+    """The version of ``model`` both backends serve: the highest numeric directory ``<model>/<N>/``.
+
+    That is Triton's default ``version_policy`` (``latest { num_versions: 1 }``, written out in the emotion
+    model's configs), so ``argus train emotion`` writing ``<model>/2/`` switches ONNX Runtime and Triton together.
+    Like Triton, a newest version without its ``model.onnx`` is an error (raised when loading), not skipped.
+    """
+    base = Path(model_repository) / model
+    versions = sorted(int(d.name) for d in base.iterdir() if d.is_dir() and d.name.isdigit()) if base.is_dir() else []
+    if not versions:
+        raise BackendError(f"model {model!r}: expected a version directory <N>/ under {base}, got none")
+    return versions[-1]
+
+
 class OnnxRuntimeBackend:
-    """In-process ONNX Runtime over the same ``triton_models/<model>/1/model.onnx`` files Triton serves.
+    """In-process ONNX Runtime over the same ``triton_models/<model>/<N>/model.onnx`` files Triton serves (N: the
+    newest version, :func:`latest_version`, as Triton's default version policy).
 
     Sessions are created lazily (a demo that never uses the fast detector never loads it) and are shared by
     threads: ``InferenceSession.run`` is thread-safe.
@@ -93,7 +108,8 @@ class OnnxRuntimeBackend:
             sess = self._sessions.get(model)
             if sess is not None:
                 return sess
-            path = self._repo / model / "1" / "model.onnx"
+            version = latest_version(self._repo, model)
+            path = self._repo / model / str(version) / "model.onnx"
             if not path.is_file():
                 raise BackendError(f"model {model!r}: no ONNX file at {path}")
             import onnxruntime as ort
