@@ -445,12 +445,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with Resources(load_settings()) as res:
         from argus import evaluation
 
-        if args.what == "faces":
-            out = evaluation.eval_faces(res.backend, res.pipeline.detect)
-        else:
-            if not args.data:
-                raise ConfigError("argus eval emotion needs --data DIR (FER2013-style csv or a folder per class)")
-            out = evaluation.eval_emotion(res.backend, Path(args.data))
+        if args.what == "emotion":  # per variant, then one JSON line (argus.emotion_eval)
+            from argus import emotion_eval
+            from argus.faces.emotion import EmotionClassifier
+            from argus.faces.mesh import FaceMesh
+
+            if not args.data and not args.clips:
+                raise ConfigError("argus eval emotion needs --data (FER2013 csv or a folder per class) or --clips")
+            report = emotion_eval.run_evaluation(
+                classifier=EmotionClassifier(res.backend), mesh=FaceMesh(res.backend), detect=res.pipeline.detect,
+                process=res.pipeline.process, data=Path(args.data) if args.data else None, usage=args.usage,
+                views=res.settings.emotion_tta_views if args.views is None else args.views,
+                clips=[Path(c) for c in args.clips or ()])
+            for line in emotion_eval.format_report(report):
+                print(line)
+            return 0
+        out = evaluation.eval_faces(res.backend, res.pipeline.detect)
         summary = {k: v for k, v in out.items() if k not in {"embeddings", "labels", "sources"}}
         print(json.dumps(summary, default=float))
     return 0
@@ -599,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tracks: false alerts / missed visits per generated scene, today's rule vs tracks "
                          "(options: python -m argus.trackeval --help)")
     ev.add_argument("--data", help="emotion: FER2013-style csv or a folder per class")
+    ev.add_argument("--usage", help="emotion: only FER2013 rows of this Usage (PublicTest, PrivateTest, Training)")
+    ev.add_argument("--views", type=int, help="emotion: TTA views (default: the emotion_tta_views setting)")
+    ev.add_argument("--clips", nargs="+", metavar="FILE", help="emotion: clips for +smoothing (label flips per track)")
     ev.set_defaults(fn=cmd_eval, eval_args=[])
 
     dv = sub.add_parser("dev", help="install/start/stop the real servers for development and tests")
