@@ -24,11 +24,12 @@ from typing import Any
 
 from bench.common import REPO_ROOT, Context, Result, load_avg, machine_info
 
-AREAS: tuple[str, ...] = ("limits", "models", "matcher", "bus", "api", "e2e", "gpu")
+AREAS: tuple[str, ...] = ("limits", "models", "emotion", "matcher", "bus", "api", "e2e", "gpu")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 TITLES = {
     "limits": "Limits: JPEG and memory, per core",
     "models": "Models: ONNX Runtime batching, Triton vs in-process, dynamic batching",
+    "emotion": "Emotion: FaceMesh + ECRL rules and TTA per face vs plain mini-Xception; stage frames/s with each on",
     "matcher": "Matcher: FAISS flat vs IVF, against the memory-bandwidth bound",
     "bus": "Bus: real FrameV1 messages on Kafka vs the in-memory bus",
     "api": "Operator API: alert list over a large history, requests/s on one core, vs GET /healthz",
