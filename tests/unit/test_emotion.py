@@ -160,6 +160,19 @@ def test_all_faces_times_views_go_to_the_backend_in_one_call(
     assert counting.batches == [MAX_BATCH]
 
 
+def test_one_view_count_per_face_mixes_plain_and_augmented_faces_in_one_call(
+    ort_backend: OnnxRuntimeBackend, coded_crops: np.ndarray
+) -> None:
+    counting = CountingBackend(ort_backend)
+    clf = EmotionClassifier(counting)
+    probs = clf.classify(coded_crops, views=[1, 10, 1, 4])
+    assert counting.batches == [1 + 10 + 1 + 4]
+    plain, ten, four = (EmotionClassifier(ort_backend).classify(coded_crops, views=v) for v in (1, 10, 4))
+    np.testing.assert_allclose(probs, np.stack([plain[0], ten[1], plain[2], four[3]]), atol=1e-6)
+    with pytest.raises(InputError, match=r"views: expected one count per face \(4\), got 3"):
+        clf.classify(coded_crops, views=[1, 2, 3])
+
+
 def test_beyond_max_batch_the_calls_hold_whole_faces(ort_backend: OnnxRuntimeBackend, coded_crops: np.ndarray) -> None:
     counting = CountingBackend(ort_backend)
     crops = np.concatenate([coded_crops] * 8)  # 32 faces x 10 views = 320 rows: 12 + 12 + 8 faces

@@ -41,3 +41,18 @@ def test_models_for_lists_every_model_the_pipeline_calls(detector: str, ort_back
 def test_an_unknown_detector_has_no_model_list() -> None:
     with pytest.raises(ConfigError, match="detector: expected one of \\['blazeface', 'mtcnn'\\], got 'yolo'"):
         FacePipeline.models_for("yolo")
+
+
+def test_with_rules_on_the_model_list_adds_the_mesh_the_stage_calls(ort_backend: OnnxRuntimeBackend,
+                                                                    assets: Path) -> None:
+    backend = RecordingBackend(ort_backend)
+    pipeline = FacePipeline(backend=backend)
+    frame = read_image(str(assets / "faces/obama.jpg"))
+    located = pipeline.locate([frame])
+    backend.called.clear()
+    out = pipeline.read_emotions([frame], located, embedded=[{0}], emotion_tta="embedded", emotion_tta_views=4,
+                                 emotion_rules=True)
+    assert out.frames[0].views == (4,) and len(out.frames[0].ecrl[0]) == 3
+    assert backend.called == {"face_emotion", "face_mesh"}
+    assert backend.called <= set(FacePipeline.models_for("mtcnn", emotion_rules=True))
+    assert "face_mesh" not in FacePipeline.models_for("mtcnn")

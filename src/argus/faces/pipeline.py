@@ -7,17 +7,21 @@ in-process ONNX Runtime and Triton give the same faces for the same frames.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from argus import ecrl
 from argus.errors import ConfigError, InputError
 from argus.faces.align import align_faces, emotion_crops
 from argus.faces.embedder import FaceEmbedder
 from argus.faces.emotion import EmotionClassifier
+from argus.faces.mesh import FaceMesh, FaceMeshes, mesh_crops
 from argus.faces.quality import assess
-from argus.faces.types import Detections, Face, FaceQuality, check_array
+from argus.faces.tta import MAX_VIEWS
+from argus.faces.types import EMOTIONS, Detections, Face, FaceQuality, check_array
 from argus.imaging import as_bgr
 from argus.inference.backend import InferenceBackend
 
@@ -50,17 +54,18 @@ class FacePipeline:
             raise ConfigError(f"detector: expected 'mtcnn' or 'blazeface', got {detector!r}")
         self.embedder = FaceEmbedder(backend)
         self.emotion = EmotionClassifier(backend)
+        self.mesh = FaceMesh(backend)  # only ECRL calls it (read_emotions(emotion_rules=True)); the session is lazy
 
     @staticmethod
-    def models_for(detector: str) -> tuple[str, ...]:
+    def models_for(detector: str, *, emotion_rules: bool = False) -> tuple[str, ...]:
         """Every model a pipeline with ``detector`` calls, so a server backend can check each is ready at start-up
-        instead of failing on the first frame."""
-        from argus.faces import blazeface, embedder, emotion, mtcnn
+        instead of failing on the first frame; ``emotion_rules`` (the setting) adds FaceMesh, which ECRL needs."""
+        from argus.faces import blazeface, embedder, emotion, mesh, mtcnn
 
         detectors = {"mtcnn": (mtcnn.PNET, mtcnn.RNET, mtcnn.ONET), "blazeface": (blazeface.MODEL,)}
         if detector not in detectors:
             raise ConfigError(f"detector: expected one of {sorted(detectors)}, got {detector!r}")
-        return (*detectors[detector], embedder.MODEL, emotion.MODEL)
+        return (*detectors[detector], embedder.MODEL, emotion.MODEL, *((mesh.MODEL,) if emotion_rules else ()))
 
     def detect(self, frame: np.ndarray) -> Detections:
         """Detections for one frame (what ``argus eval faces`` needs)."""
@@ -79,6 +84,88 @@ class FacePipeline:
                 quality=tuple(assess(d.boxes[j], crops[j]) for j in range(len(d))),
             ))
         return out
+
+    def read_emotions(
+        self,
+        frames: Sequence[np.ndarray],
+        located: Sequence[FrameFaces],
+        *,
+        embedded: Sequence[Collection[int]],
+        emotion_tta: str = "off",
+        emotion_tta_views: int = 1,
+        emotion_rules: bool = False,
+    ) -> BatchEmotions:
+        """Emotion of every face of a micro-batch, and ECRL features of the ``embedded`` ones (per frame: the
+        indices of the faces that reach the matcher), as the inference stage's settings ask.
+
+        ``emotion_tta`` "embedded" gives the embedded faces ``emotion_tta_views`` augmented views (paper 003) and the
+        rest the plain model — TTA costs about ``views`` times the model, so it is spent where a name and an alert
+        can follow; "all" gives every face the views, "off" none. Either way all faces x views of the whole batch go
+        to the emotion model together (one call up to 128 rows). ``emotion_rules``: FaceMesh on the embedded faces
+        (the frame, the detector box and its 5 points, as :mod:`argus.faces.mesh` expects; one call for the
+        batch) and paper 002's three features, absolute (the track's neutral baseline is the matcher's business).
+        A face whose mesh cannot be read gets ``ecrl=()`` and a failure reason instead of failing the batch:
+        ``"mesh"`` (its frame's boxes were refused), ``"no_face"`` (presence below 0.5: the crop holds no face
+        the model recognises), ``"features"`` (the points give no usable geometry: :func:`argus.ecrl.features`).
+        """
+        if emotion_tta not in ("off", "embedded", "all"):
+            raise ConfigError(f"emotion_tta: expected 'off', 'embedded' or 'all', got {emotion_tta!r}")
+        if isinstance(emotion_tta_views, bool) or not isinstance(emotion_tta_views, int) \
+                or not 1 <= emotion_tta_views <= MAX_VIEWS:
+            raise ConfigError(f"emotion_tta_views: expected an integer from 1 to {MAX_VIEWS} (the views "
+                              f"argus.faces.tta defines), got {emotion_tta_views!r}")
+        if len(frames) != len(located) or len(embedded) != len(located):
+            raise InputError(f"read_emotions: expected one frame and one embedded set per located frame "
+                             f"({len(located)}), got {len(frames)} frames and {len(embedded)} sets")
+        t0 = time.perf_counter()
+        views: list[np.ndarray] = []
+        for f, chosen in zip(located, embedded, strict=True):
+            n = len(f.detections)
+            v = np.ones(n, np.int64)
+            if emotion_tta == "all":
+                v[:] = emotion_tta_views
+            elif emotion_tta == "embedded" and chosen:
+                v[np.asarray(sorted(chosen), np.int64)] = emotion_tta_views
+            views.append(v)
+        all_views = np.concatenate(views) if views else np.zeros(0, np.int64)
+        probs = (self.emotion.classify(np.concatenate([f.grey for f in located]), views=all_views)
+                 if all_views.size else np.zeros((0, len(EMOTIONS)), np.float32))
+        t1 = time.perf_counter()
+        ecrl_out: list[list[tuple[float, ...]]] = [[() for _ in range(len(f.detections))] for f in located]
+        failed: list[list[str | None]] = [[None] * len(f.detections) for f in located]
+        if emotion_rules:
+            wanted = [sorted(c) for c in embedded]
+            crops, ok = [], []
+            for i, (frame, f, idx) in enumerate(zip(frames, located, wanted, strict=True)):
+                if not idx:
+                    continue
+                d = f.detections
+                try:
+                    crops.append(mesh_crops(frame, d.boxes[idx], d.landmarks[idx]))
+                    ok.append(i)
+                except InputError:
+                    for j in idx:
+                        failed[i][j] = "mesh"
+            meshes: list[FaceMeshes] = self.mesh.run(crops) if crops else []
+            for i, m in zip(ok, meshes, strict=True):
+                for row, j in enumerate(wanted[i]):
+                    if m.presence[row] < 0.5:
+                        failed[i][j] = "no_face"
+                        continue
+                    try:
+                        feats = ecrl.features(m.points[row])
+                    except InputError:
+                        failed[i][j] = "features"
+                        continue
+                    ecrl_out[i][j] = (feats.brow_height, feats.brow_width, feats.mouth_curvature)
+        t2 = time.perf_counter()
+        out, k = [], 0
+        for f, v, e, bad in zip(located, views, ecrl_out, failed, strict=True):
+            n = len(f.detections)
+            out.append(FrameEmotions(probs=probs[k : k + n], views=tuple(int(x) for x in v), ecrl=tuple(e),
+                                     ecrl_failed=tuple(bad)))
+            k += n
+        return BatchEmotions(frames=tuple(out), emotion_seconds=t1 - t0, mesh_seconds=t2 - t1)
 
     def process(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces per frame, in frame order, every face embedded; a frame without faces gives an empty list."""
@@ -120,3 +207,27 @@ class FrameFaces:
         check_array("grey", self.grey, (n, None, None), np.uint8)
         if len(self.quality) != n:
             raise InputError(f"quality: expected {n} entries, got {len(self.quality)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameEmotions:
+    """One frame's faces after :meth:`FacePipeline.read_emotions`, in detection order.
+
+    probs: (N, 7) float32 over EMOTIONS; views: the views averaged into each row (1 = plain model); ecrl: paper
+    002's (brow height, brow width, mouth curvature) for a face meshed and read, else ``()``; ecrl_failed: why a
+    meshed face has no features ("mesh", "no_face", "features"), ``None`` for the rest.
+    """
+
+    probs: np.ndarray
+    views: tuple[int, ...]
+    ecrl: tuple[tuple[float, ...], ...]
+    ecrl_failed: tuple[str | None, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchEmotions:
+    """Every frame's :class:`FrameEmotions` and what the emotion model and the mesh + features cost the batch."""
+
+    frames: tuple[FrameEmotions, ...]
+    emotion_seconds: float
+    mesh_seconds: float
