@@ -466,6 +466,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """``argus train emotion``: a new head on the frozen emotion model, written as a new model version."""
+    from argus.config import load_settings
+    from argus.runtime.resources import Resources
+    from argus.train_emotion import TrainConfig, format_report, train_emotion
+
+    settings = load_settings()
+    cfg = TrainConfig(holdout=args.holdout, epochs=args.epochs, learning_rate=args.lr, l2=args.l2,
+                      views=args.views, seed=args.seed)
+    classes = [c for c in (args.classes or "").split(",") if c.strip()] or None
+    with Resources(settings) as res:  # the detector is built only if a photo larger than a crop needs it
+        result = train_emotion(Path(args.data), Path(args.model_repository or settings.model_repository),
+                               out_version=args.out_version, config=cfg, classes=classes,
+                               detect=lambda frame: res.pipeline.detect(frame))
+    for line in format_report(result):
+        print(line)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     try:
         from bench.run import main as bench_main
@@ -613,6 +632,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--views", type=int, help="emotion: TTA views (default: the emotion_tta_views setting)")
     ev.add_argument("--clips", nargs="+", metavar="FILE", help="emotion: clips for +smoothing (label flips per track)")
     ev.set_defaults(fn=cmd_eval, eval_args=[])
+
+    tr = sub.add_parser("train", help="fine-tune a model on your own labels (emotion: new head, new model version)")
+    tr.add_argument("what", choices=["emotion"])
+    tr.add_argument("--data", required=True, help="a folder per class (angry, disgust, fear, happy, sad, surprise, "
+                    "neutral) of face crops (<= 64 px) or photos (the detector crops the face)")
+    tr.add_argument("--out-version", type=int, default=None, help="version directory to write (default: next free)")
+    tr.add_argument("--model-repository", default=None, help="default: ARGUS_MODEL_REPOSITORY")
+    tr.add_argument("--classes", default=None, help="comma-separated classes that must be present")
+    tr.add_argument("--holdout", type=float, default=0.2, help="fraction of each class held out for the report")
+    tr.add_argument("--epochs", type=int, default=300, help="full-batch Adam steps")
+    tr.add_argument("--lr", type=float, default=0.05)
+    tr.add_argument("--l2", type=float, default=1e-3)
+    tr.add_argument("--views", type=int, default=10, help="augmented views per training face (1 = none)")
+    tr.add_argument("--seed", type=int, default=0, help="draws the held-out split")
+    tr.set_defaults(fn=cmd_train)
 
     dv = sub.add_parser("dev", help="install/start/stop the real servers for development and tests")
     dv.add_argument("action", choices=["up", "down", "status"])
