@@ -52,7 +52,7 @@ class EmotionClassifier(RowModel):
     MODEL = MODEL
     MAX_BATCH = MAX_BATCH
 
-    def classify(self, grey_crops: np.ndarray, *, views: int | Sequence[int] = 1) -> np.ndarray:
+    def classify(self, grey_crops: np.ndarray, *, views: int | Sequence[int] | np.ndarray = 1) -> np.ndarray:
         """(N, 64, 64) uint8 -> (N, 7) float32 rows summing to 1; empty in, empty out.
 
         ``views`` > 1: test-time augmentation, the mean of the probabilities over the first ``views`` views of
@@ -86,7 +86,7 @@ class EmotionClassifier(RowModel):
         return out
 
     @staticmethod
-    def _views_per_face(views: int | Sequence[int], n: int) -> np.ndarray:
+    def _views_per_face(views: int | Sequence[int] | np.ndarray, n: int) -> np.ndarray:
         if isinstance(views, Sequence | np.ndarray) and not isinstance(views, str):
             if len(views) != n:
                 raise InputError(f"views: expected one count per face ({n}), got {len(views)}")
