@@ -94,7 +94,7 @@ def test_triton_serves_the_trained_version_as_onnxruntime_does(triton: TritonBac
     repo, result = trained
     assert result.version == 2
     assert triton.spec(NAME).version == "2"  # the version policy picked the new directory
-    crops = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+    crops = np.stack([cv2.cvtColor(read_image(str(p)), cv2.COLOR_BGR2GRAY)
                       for p in sorted((result.path.parents[3] / "data").rglob("*.png"))])
     ort_probs = EmotionClassifier(OnnxRuntimeBackend(model_repository=repo, intra_op_threads=1)).classify(crops)
     triton_probs = EmotionClassifier(triton, model=NAME).classify(crops)
