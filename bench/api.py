@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from argus.devservers import free_port
-from argus.schemas import AlertV2
+from argus.schemas import AlertV3
 from argus.store.base import SightingEvent
 from argus.store.mongo import MongoEventStore
 from bench.common import REPO_ROOT, BenchError, Context, Result, latencies, paired_rates, percentile
@@ -61,8 +61,8 @@ def _event(i: int, ts: float) -> SightingEvent:
         gallery_version=1, track_id=f"t{i}")
 
 
-def _alert(e: SightingEvent) -> AlertV2:
-    return AlertV2.model_validate({
+def _alert(e: SightingEvent) -> AlertV3:
+    return AlertV3.model_validate({
         "alert_id": f"a{e.seq:08d}", "event_id": e.event_id, "track_id": e.track_id, "camera_id": e.camera_id,
         "camera_name": e.camera_id, "location": {"lat": 52.5, "lon": 13.4, "address": "bench", "zone": "z"},
         "person_id": e.person_id, "display_name": e.display_name, "watchlist": e.watchlist, "score": e.score,

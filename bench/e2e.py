@@ -48,7 +48,7 @@ from argus.metrics import StageMetrics, metric_total
 from argus.runtime.inprocess import InProcessPipeline
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
-from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES, FacesV2, FrameV1
+from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES, FacesV3, FrameV1
 from argus.topology import consumer_group
 from bench.common import BenchError, Context, Result, clip_frames, encode_all, percentile, upscale
 from bench.matcher import unit_gallery
@@ -178,7 +178,7 @@ def model_bound(env: Env, passes: int = 1) -> tuple[float, float]:
         items = [Item(Record(topic=TOPIC_FRAMES, partition=0, offset=s + k, key=None, value=b"", timestamp_ms=0), m)
                  for k, m in enumerate(msgs[s : s + BATCH_MAX])]
         faces += sum(len(o.message.faces) for o in proc.process(items) if isinstance(o, Output)
-                     and isinstance(o.message, FacesV2))
+                     and isinstance(o.message, FacesV3))
     return len(msgs) / (time.perf_counter() - t0), faces / len(msgs)
 
 

@@ -9,7 +9,7 @@ from wire import matches, track_match
 
 from argus.faces.pipeline import FacePipeline
 from argus.imaging import encode_jpeg, read_image
-from argus.schemas import AlertV2, CandidateV1, LocationV1
+from argus.schemas import AlertV3, CandidateV1, LocationV1
 from argus.store.base import CameraRecord, EventStore, SightingEvent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,14 +40,14 @@ def put_cameras(store: EventStore) -> None:
 
 
 def put_alert(store: EventStore, *, camera_id: str, person_id: str, seq: int, crop: bytes,
-              runner_up: str | None = None, ts: float = T0) -> AlertV2:
+              runner_up: str | None = None, ts: float = T0) -> AlertV3:
     """An alert and the sighting that raised it, both naming ``person_id`` (``runner_up`` second in the candidates)."""
     tm = track_match(camera_id, seq, person_id=person_id, crop_jpeg=crop, display_name="Shown Name")
     if runner_up is not None:
         tm = tm.model_copy(update={"candidates": (tm.candidates[0], CandidateV1(
             person_id=runner_up, display_name="Runner Up", watchlist="default", score=0.6))})
     m = matches(camera_id, seq, ts + seq, tm, gallery_version=1)
-    alert = AlertV2(
+    alert = AlertV3(
         alert_id=f"a-{camera_id}-{seq}", event_id=tm.event_id, camera_id=camera_id, camera_name=camera_id,
         location=LocationV1(lat=52.5, lon=13.4, address="x", zone=ZONES.get(camera_id, "none")),
         person_id=person_id, display_name=tm.display_name, watchlist=tm.watchlist, score=tm.score,

@@ -117,6 +117,10 @@ def panels() -> list[dict[str, Any]]:
               [("sum by (watchlist) (rate(argus_matcher_matches_total[5m]) * 60) or vector(0)", "{{watchlist}}"),
                ("sum(rate(argus_alerter_alert_revisions_total[5m]) * 60)", "alert revisions")],
               "none", "Tracks that named a listed person (or changed their verdict), and the alerts they revised."),
+        panel("Track emotion by decision path (per min)",
+              [("sum by (path) (rate(argus_matcher_emotion_paths_total[5m]) * 60) or vector(0)", "{{path}}")],
+              "none", "What decided each track's emotion (paper 002's ECRL): cnn (accepted class or no landmark "
+                      "features), confirmed (rules agree), cnn_kept (rules disagree), rules (disgust: rules win)."),
         panel("Gallery",
               [("max(argus_matcher_gallery_persons)", "persons"),
                ("max(argus_matcher_gallery_version)", "version")], "none",

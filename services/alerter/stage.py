@@ -2,7 +2,7 @@
 
 One visit is one alert: each track's alert id is derived from the camera and the track, so a later revision (better
 faces named another person, or nobody) rewrites the *same* alert with a higher ``revision`` — never a second one —
-and a redelivered decision sends the stored alert again (at-least-once to sinks and to ``argus.alerts.v2``;
+and a redelivered decision sends the stored alert again (at-least-once to sinks and to ``argus.alerts.v3``;
 receivers dedupe on alert_id). A new track opens an alert only when the person's previous alert on that camera is
 at least ``ARGUS_COOLDOWN_S`` older in *capture* time (:func:`argus.decisions.decide_alert`), judged against the
 alerts captured before it, so a visit split into two tracks (a partition move, an occlusion) and replays after a
@@ -28,7 +28,7 @@ from argus.ids import alert_id
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
-from argus.schemas import TOPIC_ALERTS, AlertV2, LocationV1, MatchesV2, TrackMatchV2
+from argus.schemas import TOPIC_ALERTS, AlertV3, LocationV1, MatchesV3, TrackMatchV3
 from argus.sinks.base import AlertSink, FanOut
 from argus.store.base import CameraRecord, SightingEvent
 from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
@@ -47,7 +47,7 @@ PURGE_INTERVAL_S = 3600.0
 class AlerterProcessor:
     stage = "alerter"
     input_topic = INPUT_TOPICS["alerter"]
-    input_type = MatchesV2
+    input_type = MatchesV3
     output_topics: tuple[str, ...] = OUTPUT_TOPICS["alerter"]
 
     def __init__(self, resources: Resources, metrics: StageMetrics, sinks: list[AlertSink]) -> None:
@@ -60,7 +60,7 @@ class AlerterProcessor:
         self.sinks = FanOut(sinks)
         # (person, camera) -> alerts known to this process, newest last; the store is consulted before opening
         self._priors: dict[tuple[str, str], list[PriorAlert]] = {}
-        self._by_track: OrderedDict[str, AlertV2] = OrderedDict()  # recent alerts by id (one per track)
+        self._by_track: OrderedDict[str, AlertV3] = OrderedDict()  # recent alerts by id (one per track)
         self.alerts = metrics.counter("alerts_total", "Alerts raised, by camera.", ("camera",))
         self.suppressed = metrics.counter("alerts_suppressed_total", "Tracks inside an open cooldown window.")
         self.revised = metrics.counter("alert_revisions_total", "Alerts revised by later, better faces of the track.")
@@ -95,8 +95,8 @@ class AlerterProcessor:
             known.sort(key=lambda p: p.ts_capture)
             del known[:-MAX_PRIORS_KEPT]
 
-    def _alert(self, m: MatchesV2, tm: TrackMatchV2, camera: Camera) -> AlertV2:
-        return AlertV2(
+    def _alert(self, m: MatchesV3, tm: TrackMatchV3, camera: Camera) -> AlertV3:
+        return AlertV3(
             alert_id=alert_id(m.camera_id, tm.track_id), event_id=tm.event_id, track_id=tm.track_id,
             revision=tm.revision, withdrawn=not tm.matched, faces_seen=tm.faces_seen,
             faces_embedded=tm.faces_embedded, faces_supporting=tm.faces_supporting, score_history=tm.score_history,
@@ -106,12 +106,12 @@ class AlerterProcessor:
                                 address=camera.location.address, zone=camera.location.zone),
             person_id=tm.person_id, display_name=tm.display_name, watchlist=tm.watchlist,
             score=tm.score, threshold=tm.threshold, margin=tm.margin, candidates=tm.candidates,
-            emotion=tm.emotion_label, emotion_probs=tm.emotion, det_score=tm.det_score,
+            emotion=tm.emotion_label, emotion_path=tm.emotion_path, emotion_probs=tm.emotion, det_score=tm.det_score,
             quality=tm.quality, box=tm.box, crop_jpeg=tm.crop_jpeg, seq=m.seq,
             ts_capture=m.ts_capture, ts_alert=time.time(), gallery_version=m.gallery_version,
         )
 
-    def _decide(self, m: MatchesV2, tm: TrackMatchV2, camera: Camera) -> AlertV2 | None:
+    def _decide(self, m: MatchesV3, tm: TrackMatchV3, camera: Camera) -> AlertV3 | None:
         """The alert to send for this track decision (new, revised or repeated), or None (cooldown, stale)."""
         aid = alert_id(m.camera_id, tm.track_id)
         known = self._by_track.get(aid)
@@ -136,7 +136,7 @@ class AlerterProcessor:
         self.alerts.labels(m.camera_id).inc()
         return self._alert(m, tm, camera)
 
-    def process(self, items: Sequence[Item[MatchesV2]]) -> list[Output | Reject]:
+    def process(self, items: Sequence[Item[MatchesV3]]) -> list[Output | Reject]:
         out: list[Output | Reject] = []
         events: list[SightingEvent] = []
         ordered = sorted(items, key=lambda it: (it.message.ts_capture, it.message.camera_id, it.message.seq))
@@ -207,6 +207,6 @@ def make_sinks(resources: Resources) -> list[AlertSink]:
     return sinks
 
 
-def build(resources: Resources) -> StageRunner[MatchesV2]:
+def build(resources: Resources) -> StageRunner[MatchesV3]:
     metrics = StageMetrics("alerter", registry=resources.registry)
     return StageRunner.for_stage(AlerterProcessor(resources, metrics, make_sinks(resources)), resources, metrics)

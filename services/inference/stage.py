@@ -20,14 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from argus.errors import InputError
+from argus.errors import ConfigError, InputError
 from argus.faces.embedder import EMBEDDING_DIM
-from argus.faces.pipeline import FrameFaces
+from argus.faces.pipeline import BatchEmotions, FrameEmotions, FrameFaces
+from argus.faces.tta import MAX_VIEWS
 from argus.imaging import decode_jpeg, encode_jpeg
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
-from argus.schemas import TOPIC_FACES, EndedTrackV2, FacesV2, FaceV2, FrameV1, Quality, embedding_bytes
+from argus.schemas import TOPIC_FACES, EndedTrackV2, FacesV3, FaceV3, FrameV1, Quality, embedding_bytes
 from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
 from argus.tracking import FrameResult, Tracker, TrackerConfig, face_score, should_embed
 
@@ -52,6 +53,22 @@ class InferenceProcessor:
         self.tracks_ended = metrics.counter("tracks_ended_total", "Tracks ended, by reason.", ("reason",))
         self.tracks_active = metrics.gauge("tracks_active", "Face tracks open in this replica (all cameras).")
         self.model_seconds = metrics.histogram("batch_model_seconds", "Model time per micro-batch.")
+        self.emotion_tta, self.emotion_tta_views = s.emotion_tta, s.emotion_tta_views
+        self.emotion_rules = s.emotion_rules
+        if self.emotion_tta != "off" and self.emotion_tta_views > MAX_VIEWS:
+            raise ConfigError(f"emotion_tta_views: expected at most {MAX_VIEWS} (the views argus.faces.tta defines), "
+                              f"got {self.emotion_tta_views}")
+        self.emotion_faces = metrics.counter(
+            "emotion_faces_total", "Faces given an emotion, by mode (plain: one view; tta: augmented views averaged).",
+            ("mode",))
+        self.emotion_views = metrics.counter(
+            "emotion_views_total", "Emotion-model rows (views) computed, by mode: the cost of TTA.", ("mode",))
+        self.mesh_seconds = metrics.histogram("mesh_seconds", "FaceMesh + ECRL features time per micro-batch.")
+        self.emotion_mesh_seconds = metrics.histogram(
+            "emotion_mesh_seconds", "Emotion (with TTA) + FaceMesh + ECRL time per micro-batch.")
+        self.ecrl_failures = metrics.counter(
+            "ecrl_failures_total", "Embedded faces whose mesh gave no ECRL features (published with ecrl=()), by "
+            "reason: mesh (box refused), no_face (mesh presence < 0.5), features (degenerate geometry).", ("reason",))
 
     def process(self, items: Sequence[Item[FrameV1]]) -> list[Output | Reject]:
         out: list[Output | Reject] = []
@@ -75,19 +92,20 @@ class InferenceProcessor:
         picked = [(p, j) for p in plans for j in p.embed]
         embeddings = (self.pipeline.embedder.embed(np.stack([p.faces.crops[j] for p, j in picked]))
                       if picked else np.zeros((0, EMBEDDING_DIM), np.float32))
-        greys = [p.faces.grey for p in plans if len(p.faces.detections)]
-        emotions = self.pipeline.emotion.classify(np.concatenate(greys)) if greys else None
+        emo = self.pipeline.read_emotions(
+            images, located, embedded=[p.embed for p in plans], emotion_tta=self.emotion_tta,
+            emotion_tta_views=self.emotion_tta_views if self.emotion_tta != "off" else 1,
+            emotion_rules=self.emotion_rules)
         self.model_seconds.observe(time.perf_counter() - t0)
+        self._count_emotions(emo)
         for (p, j), emb in zip(picked, embeddings, strict=True):
             p.embedding[j] = emb
             self.tracker.record_embedding(p.message.camera_id, p.result.assignments[j].track_id, embedding=emb,
                                           score=p.scores[j])
         self.embedded_total.inc(len(picked))
-        now, k = time.time(), 0
-        for p in plans:
-            n = len(p.faces.detections)
-            out.extend(self._message(p, emotions[k:k + n] if emotions is not None else None, now))
-            k += n
+        now = time.time()
+        for p, fe in zip(plans, emo.frames, strict=True):
+            out.extend(self._message(p, fe, now))
         self.tracks_active.set(sum(len(c.tracks) for c in self.tracker.cameras.values()))
         return out
 
@@ -110,7 +128,20 @@ class InferenceProcessor:
             self.tracks_ended.labels(ended.reason).inc()
         return _FramePlan(message=m, faces=faces, result=result, scores=scores, embed=embed, embedding={})
 
-    def _message(self, p: _FramePlan, emotions: np.ndarray | None, now: float) -> list[Output | Reject]:
+    def _count_emotions(self, emo: BatchEmotions) -> None:
+        self.mesh_seconds.observe(emo.mesh_seconds)
+        self.emotion_mesh_seconds.observe(emo.emotion_seconds + emo.mesh_seconds)
+        views = [v for f in emo.frames for v in f.views]
+        for mode, chosen in (("plain", [v for v in views if v == 1]), ("tta", [v for v in views if v > 1])):
+            if chosen:
+                self.emotion_faces.labels(mode).inc(len(chosen))
+                self.emotion_views.labels(mode).inc(sum(chosen))
+        for f in emo.frames:
+            for reason in f.ecrl_failed:
+                if reason is not None:
+                    self.ecrl_failures.labels(reason).inc()
+
+    def _message(self, p: _FramePlan, e: FrameEmotions, now: float) -> list[Output | Reject]:
         m, d = p.message, p.faces.detections
         self.frames_total.labels(m.camera_id, "faces" if len(d) else "no_face").inc()
         if not len(d) and not p.result.ended:
@@ -119,20 +150,20 @@ class InferenceProcessor:
         wire = []
         for j, a in enumerate(p.result.assignments):
             emb = p.embedding.get(j)
-            assert emotions is not None  # a frame with faces has their emotions
-            wire.append(FaceV2(
+            wire.append(FaceV3(
                 index=j, track_id=a.track_id, track_state=a.state, face_score=min(1.0, max(0.0, p.scores[j])),
                 box=(float(d.boxes[j, 0]), float(d.boxes[j, 1]), float(d.boxes[j, 2]), float(d.boxes[j, 3])),
                 landmarks=tuple(float(v) for v in d.landmarks[j].reshape(-1)),
                 det_score=min(1.0, max(0.0, float(d.scores[j]))),
                 quality=Quality(size=float(p.faces.quality[j].size), blur=float(p.faces.quality[j].blur)),
                 embedded=emb is not None, embedding=embedding_bytes(emb) if emb is not None else b"",
-                emotion=tuple(float(v) for v in emotions[j]),
+                emotion=tuple(float(v) for v in e.probs[j]),
                 crop_jpeg=encode_jpeg(p.faces.crops[j], quality=self.crop_quality) if emb is not None else b"",
+                ecrl=e.ecrl[j], emotion_views=e.views[j],
             ))
         ended = tuple(EndedTrackV2(track_id=t.track_id, reason=t.reason, first_seq=t.first_seq, last_seq=t.last_seq,
                                    hits=t.hits) for t in p.result.ended)
-        return [Output(TOPIC_FACES, FacesV2(
+        return [Output(TOPIC_FACES, FacesV3(
             camera_id=m.camera_id, seq=m.seq, ts_capture=m.ts_capture, ts_infer=now, frame_width=m.width,
             frame_height=m.height, detector=self.pipeline.detector_name, embedder=self.pipeline.embedder_name,
             faces=tuple(wire), ended=ended,

@@ -34,6 +34,7 @@ from argus.decisions import (
     discount_negatives,
     face_usable,
 )
+from argus.ecrl import decide as decide_emotion
 from argus.errors import InputError, SchemaError
 from argus.faces.embedder import EMBEDDING_DIM
 from argus.faces.types import emotion_label
@@ -45,11 +46,11 @@ from argus.runtime.runner import Item, Output, Reject, StageRunner
 from argus.schemas import (
     TOPIC_MATCHES,
     CandidateV1,
-    EmotionChangeV2,
-    FacesV2,
-    FaceV2,
-    MatchesV2,
-    TrackMatchV2,
+    EmotionChangeV3,
+    FacesV3,
+    FaceV3,
+    MatchesV3,
+    TrackMatchV3,
     embedding_from_bytes,
 )
 from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 class MatcherProcessor:
     stage = "matcher"
     input_topic = INPUT_TOPICS["matcher"]
-    input_type = FacesV2
+    input_type = FacesV3
     output_topics: tuple[str, ...] = OUTPUT_TOPICS["matcher"]
 
     def __init__(self, resources: Resources, metrics: StageMetrics) -> None:
@@ -73,7 +74,8 @@ class MatcherProcessor:
         self.floor = QualityFloor(min_size=s.min_quality_size, min_blur=s.min_quality_blur)
         self.book = TrackBook(rule=IdentifyRule(min_size=s.identify_min_size, min_faces=s.identify_min_faces,
                                                 min_margin=s.identify_min_margin),
-                              thresholds=self.thresholds, camera_thresholds=s.camera_thresholds)
+                              thresholds=self.thresholds, camera_thresholds=s.camera_thresholds,
+                              emotion_rules=s.emotion_rules)
         self.faces = metrics.counter(
             "faces_total", "Faces seen, by outcome (embedded, not_embedded, low_quality).", ("outcome",))
         self.decisions = metrics.counter(
@@ -81,6 +83,9 @@ class MatcherProcessor:
             "below_threshold, ambiguous, not_listed, too_few_faces, no_usable_face).", ("outcome",))
         self.matches = metrics.counter("matches_total", "Track verdicts published (a match or its revision), by "
                                        "watch-list.", ("watchlist",))
+        self.emotion_paths = metrics.counter(
+            "emotion_paths_total", "Track emotion decisions after each face, by the path that decided them (cnn, "
+            "cnn+rules, cnn_kept = rules disagreed, rules; argus.ecrl.Path).", ("path",))
         self.tracks = metrics.gauge("tracks_open", "Face tracks the matcher is deciding on.")
         self.search_seconds = metrics.histogram("search_seconds", "FAISS search time per micro-batch.")
         self.gallery_size = metrics.gauge("gallery_persons", "Persons in the watch-list gallery.")
@@ -145,9 +150,9 @@ class MatcherProcessor:
         kept = {p for p, _ in discount_negatives([(c.person_id, float(c.score)) for c in cands], neg_scores)}
         return [c for c in cands if c.person_id in kept]
 
-    def process(self, items: Sequence[Item[FacesV2]]) -> list[Output | Reject]:
+    def process(self, items: Sequence[Item[FacesV3]]) -> list[Output | Reject]:
         self._refresh()
-        todo: list[tuple[Item[FacesV2], FaceV2, TrackState]] = []
+        todo: list[tuple[Item[FacesV3], FaceV3, TrackState]] = []
         for it in items:
             m = it.message
             self.book.end(m.camera_id, [t.track_id for t in m.ended])
@@ -155,7 +160,9 @@ class MatcherProcessor:
                 st = self.book.seen(m.camera_id, f.track_id, seq=m.seq, face_index=f.index, ts=m.ts_capture)
                 if st is None:
                     continue
-                st.emotion.add(seq=m.seq, ts=m.ts_capture, probs=np.asarray(f.emotion), weight=f.face_score)
+                st.emotion.add(seq=m.seq, ts=m.ts_capture, probs=np.asarray(f.emotion), weight=f.face_score,
+                               features=f.ecrl_features())
+                self.emotion_paths.labels(st.emotion.path.name).inc()
                 if not f.embedded:
                     self.faces.labels("not_embedded").inc()
                 elif not face_usable(size=f.quality.size, blur=f.quality.blur, floor=self.floor):
@@ -174,7 +181,7 @@ class MatcherProcessor:
         results = self.gallery.search(q, self.top_k)
         self.search_seconds.observe(time.perf_counter() - t0)
         listed = self.listed()
-        by_frame: dict[int, tuple[Item[FacesV2], list[TrackMatchV2]]] = {}
+        by_frame: dict[int, tuple[Item[FacesV3], list[TrackMatchV3]]] = {}
         for row, ((it, f, st), found) in enumerate(zip(todo, results, strict=True)):
             cands = self._discounted(q[row], found)
             self.book.add_face(st, TrackFace(size=f.quality.size, weight=f.face_score,
@@ -189,28 +196,30 @@ class MatcherProcessor:
                 self.matches.labels(match.watchlist).inc()
                 by_frame.setdefault(id(it), (it, []))[1].append(match)
         now = time.time()
-        return [Output(TOPIC_MATCHES, MatchesV2(
+        return [Output(TOPIC_MATCHES, MatchesV3(
             camera_id=it.message.camera_id, seq=it.message.seq, ts_capture=it.message.ts_capture, ts_match=now,
             gallery_version=self.gallery.version, matches=tuple(matches))) for it, matches in by_frame.values()]
 
-    def _wire(self, m: FacesV2, face: FaceV2, st: TrackState, decision: TrackDecision,
-              withdrawn: str | None) -> TrackMatchV2 | None:
+    def _wire(self, m: FacesV3, face: FaceV3, st: TrackState, decision: TrackDecision,
+              withdrawn: str | None) -> TrackMatchV3 | None:
         """The published decision; for a withdrawal it names the person no longer named."""
         person_id = withdrawn if withdrawn is not None else decision.person_id
         person = self.gallery.get(person_id) if person_id else None
         if person is None:  # removed from the gallery in between: nothing to name or withdraw
             return None
-        best: FaceV2 = st.best_evidence[0]
+        best: FaceV3 = st.best_evidence[0]
         cands: list[Candidate] = st.best_evidence[1]
         history = tuple(float(dict(tf.candidates).get(person.person_id, -1.0)) for tf in st.faces)
-        return TrackMatchV2(
+        return TrackMatchV3(
             track_id=st.track_id, revision=st.revision, matched=decision.matched, outcome=decision.outcome.value,
             face_index=face.index, event_id=event_id(m.camera_id, m.seq, face.index), box=best.box,
             det_score=best.det_score, quality=best.quality,
             emotion=tuple(float(v) for v in st.emotion.probs) if st.emotion.probs is not None else best.emotion,
-            emotion_label=st.emotion.label if st.emotion.probs is not None else emotion_label(best.emotion),
-            emotion_timeline=tuple(EmotionChangeV2(seq=c.seq, ts=c.ts, label=c.label, confidence=c.confidence)
-                                   for c in st.emotion.timeline),
+            emotion_label=st.emotion.label if st.emotion.verdict is not None else emotion_label(best.emotion),
+            emotion_path=(st.emotion.path if st.emotion.verdict is not None
+                          else decide_emotion(emotion_label(best.emotion), None).path).value,
+            emotion_timeline=tuple(EmotionChangeV3(seq=c.seq, ts=c.ts, label=c.label, confidence=c.confidence,
+                                                   path=c.path.value) for c in st.emotion.timeline),
             crop_jpeg=best.crop_jpeg, person_id=person.person_id,
             display_name=person.display_name, watchlist=person.watchlist, score=float(decision.score),
             threshold=float(decision.threshold if decision.threshold is not None
@@ -226,6 +235,6 @@ class MatcherProcessor:
         pass
 
 
-def build(resources: Resources) -> StageRunner[FacesV2]:
+def build(resources: Resources) -> StageRunner[FacesV3]:
     metrics = StageMetrics("matcher", registry=resources.registry)
     return StageRunner.for_stage(MatcherProcessor(resources, metrics), resources, metrics)

@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     cooldown_s: float = Field(default=60.0, ge=0, description="One alert per (person, camera) per window.")
     sinks: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["log", "kafka"],
-        description="Alert sinks, comma-separated: log, webhook, kafka (= argus.alerts.v2 on the bus).",
+        description="Alert sinks, comma-separated: log, webhook, kafka (= argus.alerts.v3 on the bus).",
     )
     webhook_url: SecretStr | None = Field(default=None, description="Webhook for alerts (may embed a token).")
     webhook_secret: SecretStr | None = Field(

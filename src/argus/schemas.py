@@ -15,17 +15,22 @@ import msgpack
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from argus.ecrl import Features
+from argus.ecrl import Path as EmotionPath
 from argus.errors import SchemaError
 from argus.ids import PERSON_ID_PATTERN, SLUG_PATTERN
 
 TOPIC_FRAMES = "argus.frames.v1"
-TOPIC_FACES = "argus.faces.v2"
-TOPIC_MATCHES = "argus.matches.v2"
-TOPIC_ALERTS = "argus.alerts.v2"
+TOPIC_FACES = "argus.faces.v3"
+TOPIC_MATCHES = "argus.matches.v3"
+TOPIC_ALERTS = "argus.alerts.v3"
 #: Versions no stage reads any more, and what to do about a message of one (it is dead-lettered with this hint).
 RETIRED_SCHEMAS = {
-    f"argus.{t}.v1": "a pre-track version: drain the pipeline and upgrade every stage together (README 'Upgrading')"
-    for t in ("faces", "matches", "alerts")
+    **{f"argus.{t}.v1": "a pre-track version: drain the pipeline and upgrade every stage together (README 'Upgrading')"
+       for t in ("faces", "matches", "alerts")},
+    **{f"argus.{t}.v2": "a pre-ECRL version (no landmark features, no emotion path): drain the pipeline and upgrade "
+                        "every stage together (README 'Upgrading')"
+       for t in ("faces", "matches", "alerts")},
 }
 TOPIC_DEADLETTER = "argus.deadletter.v1"
 
@@ -33,6 +38,14 @@ CameraId = Annotated[str, Field(pattern=SLUG_PATTERN)]
 #: Person ids follow the person-id rule (argus.ids.PERSON_ID_RULE), not the slug rule: records systems issue them.
 PersonId = Annotated[str, Field(pattern=PERSON_ID_PATTERN)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+#: ``argus.ecrl.Path``: which way the emotion label was decided (the CNN alone, confirmed by the rules, ...).
+PATHS: tuple[str, ...] = tuple(p.value for p in EmotionPath)
+
+
+def _check_path(v: str) -> str:
+    if v not in PATHS:
+        raise ValueError(f"expected an emotion path ({', '.join(map(repr, PATHS))}), got {v!r}")
+    return v
 
 
 class _Wire(BaseModel):
@@ -95,9 +108,15 @@ class Quality(_Wire):
     blur: float = Field(ge=0)
 
 
-class FaceV2(_Wire):
+class FaceV3(_Wire):
     """One detected face and the track it belongs to. Only the faces the tracker picked for identification carry an
-    embedding and a crop (``embedded``); the others are counted and tracked, not named."""
+    embedding and a crop (``embedded``); the others are counted and tracked, not named.
+
+    v3 adds what the matcher needs to decide the *track's* emotion the way paper 002 does (ECRL): the face's three
+    landmark features (``ecrl``: brow height, brow width, mouth curvature as :class:`argus.ecrl.Features` computes
+    them, absolute — the matcher makes them relative to the person's neutral baseline along the track; empty when
+    no mesh was run), and how many test-time-augmented views were averaged into ``emotion`` (paper 003; 1 = plain).
+    """
 
     index: int = Field(ge=0)
     track_id: str = Field(min_length=1)
@@ -111,6 +130,21 @@ class FaceV2(_Wire):
     embedding: bytes  # little-endian float32, unit norm; empty when not embedded
     emotion: tuple[float, ...] = Field(min_length=7, max_length=7)
     crop_jpeg: bytes  # the aligned crop the embedder saw; empty when not embedded
+    ecrl: tuple[float, ...] = ()  # () or (brow_height, brow_width, mouth_curvature), absolute (argus.ecrl.Features)
+    emotion_views: int = Field(default=1, ge=1)  # TTA views averaged into ``emotion`` (1 = one plain view)
+
+    @field_validator("ecrl")
+    @classmethod
+    def _three_finite_features(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if len(v) not in (0, 3) or not all(np.isfinite(x) for x in v):
+            raise ValueError(f"expected no ECRL features or 3 finite ones, got {list(v)}")
+        return v
+
+    def ecrl_features(self) -> Features | None:
+        """The face's ECRL features, or None when inference ran no mesh on it."""
+        if not self.ecrl:
+            return None
+        return Features(brow_height=self.ecrl[0], brow_width=self.ecrl[1], mouth_curvature=self.ecrl[2])
 
     def embedding_array(self) -> np.ndarray:
         return _f32_array(self.embedding, "embedding")
@@ -126,17 +160,17 @@ class EndedTrackV2(_Wire):
     hits: int = Field(ge=0)
 
 
-class FacesV2(_FrameMessage):
+class FacesV3(_FrameMessage):
     """The faces of one frame with their tracks. A frame with neither faces nor ended tracks produces no message."""
 
     SCHEMA: ClassVar[str] = TOPIC_FACES
-    schema_id: Literal["argus.faces.v2"] = "argus.faces.v2"
+    schema_id: Literal["argus.faces.v3"] = "argus.faces.v3"
     ts_infer: float = Field(gt=0)
     frame_width: int = Field(gt=0)
     frame_height: int = Field(gt=0)
     detector: str
     embedder: str
-    faces: tuple[FaceV2, ...]
+    faces: tuple[FaceV3, ...]
     ended: tuple[EndedTrackV2, ...] = ()
 
 
@@ -147,16 +181,20 @@ class CandidateV1(_Wire):
     score: float
 
 
-class EmotionChangeV2(_Wire):
-    """The track's smoothed emotion changed to ``label`` at frame ``seq`` (argus.emotion_track)."""
+class EmotionChangeV3(_Wire):
+    """The track's emotion changed to ``label`` at frame ``seq`` (argus.emotion_track): the smoothed CNN label after
+    paper 002's decision, ``path`` saying what decided it (an ``argus.ecrl.Path`` value)."""
 
     seq: int = Field(ge=0)
     ts: float
     label: str
     confidence: Unit
+    path: str = EmotionPath.cnn.value
+
+    _path = field_validator("path")(_check_path)
 
 
-class TrackMatchV2(_Wire):
+class TrackMatchV3(_Wire):
     """A track's decision, revised as better faces arrive, with the evidence a reviewer needs to judge it.
 
     ``revision`` counts the decisions published for this track (1 = first); ``matched`` False withdraws an earlier
@@ -173,8 +211,9 @@ class TrackMatchV2(_Wire):
     det_score: Unit
     quality: Quality
     emotion: tuple[float, ...] = Field(min_length=7, max_length=7)  # smoothed along the track, not one frame's
-    emotion_label: str
-    emotion_timeline: tuple[EmotionChangeV2, ...] = ()  # when the track's emotion changed (bounded)
+    emotion_label: str  # the track's label: smoothed, then confirmed or corrected by the ECRL rules
+    emotion_path: str  # the argus.ecrl.Path that decided ``emotion_label``
+    emotion_timeline: tuple[EmotionChangeV3, ...] = ()  # when the track's emotion changed (bounded)
     crop_jpeg: bytes
     person_id: PersonId
     display_name: str
@@ -190,13 +229,15 @@ class TrackMatchV2(_Wire):
     first_seq: int = Field(ge=0)
     ts_first: float = Field(gt=0)
 
+    _path = field_validator("emotion_path")(_check_path)
 
-class MatchesV2(_FrameMessage):
+
+class MatchesV3(_FrameMessage):
     SCHEMA: ClassVar[str] = TOPIC_MATCHES
-    schema_id: Literal["argus.matches.v2"] = "argus.matches.v2"
+    schema_id: Literal["argus.matches.v3"] = "argus.matches.v3"
     ts_match: float = Field(gt=0)
     gallery_version: int = Field(ge=0)
-    matches: tuple[TrackMatchV2, ...] = Field(min_length=1)
+    matches: tuple[TrackMatchV3, ...] = Field(min_length=1)
 
 
 class LocationV1(_Wire):
@@ -206,7 +247,7 @@ class LocationV1(_Wire):
     zone: str
 
 
-class AlertV2(_Message):
+class AlertV3(_Message):
     """Who was seen, where and when, with the evidence (score, threshold, margin, runner-ups, crop, the track).
 
     One alert per track: later, better faces *revise* it (same ``alert_id``, higher ``revision``; ``withdrawn``
@@ -214,7 +255,7 @@ class AlertV2(_Message):
     """
 
     SCHEMA: ClassVar[str] = TOPIC_ALERTS
-    schema_id: Literal["argus.alerts.v2"] = "argus.alerts.v2"
+    schema_id: Literal["argus.alerts.v3"] = "argus.alerts.v3"
     alert_id: str
     event_id: str
     track_id: str = ""
@@ -224,7 +265,7 @@ class AlertV2(_Message):
     faces_embedded: int = Field(default=1, ge=1)
     faces_supporting: int = Field(default=1, ge=0)
     score_history: tuple[float, ...] = ()
-    emotion_timeline: tuple[EmotionChangeV2, ...] = ()
+    emotion_timeline: tuple[EmotionChangeV3, ...] = ()
     camera_id: CameraId
     camera_name: str
     location: LocationV1
@@ -236,6 +277,7 @@ class AlertV2(_Message):
     margin: float
     candidates: tuple[CandidateV1, ...]
     emotion: str
+    emotion_path: str = EmotionPath.cnn.value  # what decided ``emotion`` (argus.ecrl.Path); alerts before v3: "cnn"
     emotion_probs: tuple[float, ...] = Field(min_length=7, max_length=7)
     det_score: Unit
     quality: Quality
@@ -246,8 +288,10 @@ class AlertV2(_Message):
     ts_alert: float = Field(gt=0)
     gallery_version: int = Field(ge=0)
 
+    _path = field_validator("emotion_path")(_check_path)
 
-MESSAGE_TYPES: dict[str, type[_Message]] = {m.SCHEMA: m for m in (FrameV1, FacesV2, MatchesV2, AlertV2)}
+
+MESSAGE_TYPES: dict[str, type[_Message]] = {m.SCHEMA: m for m in (FrameV1, FacesV3, MatchesV3, AlertV3)}
 M = TypeVar("M", bound=_Message)
 
 

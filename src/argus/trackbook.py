@@ -50,7 +50,7 @@ def verdict_changed(published: str | None, decision: TrackDecision) -> bool:
 
 class TrackBook:
     def __init__(self, *, rule: IdentifyRule, thresholds: Thresholds, camera_thresholds: Mapping[str, float],
-                 max_tracks: int = 512, idle_s: float = 300.0) -> None:
+                 max_tracks: int = 512, idle_s: float = 300.0, emotion_rules: bool = True) -> None:
         if max_tracks < 1 or idle_s <= 0:
             raise ConfigError(f"track book: expected max_tracks >= 1 and idle_s > 0, got {max_tracks}, {idle_s}")
         self.rule = rule
@@ -58,6 +58,7 @@ class TrackBook:
         self.camera_thresholds = dict(camera_thresholds)
         self.max_tracks = max_tracks
         self.idle_s = idle_s
+        self.emotion_rules = emotion_rules  # ARGUS_EMOTION_RULES: each track's emotion through the ECRL decision
         self._cams: dict[str, OrderedDict[str, TrackState]] = {}
 
     def __len__(self) -> int:
@@ -70,7 +71,7 @@ class TrackBook:
         st = cam.get(track_id)
         if st is None:
             st = cam[track_id] = TrackState(camera_id=camera_id, track_id=track_id, first_seq=seq, ts_first=ts,
-                                            ts_last=ts)
+                                            ts_last=ts, emotion=EmotionTrack(rules=self.emotion_rules))
             self._evict(cam, ts)
         cam.move_to_end(track_id)
         if (seq, face_index) in st.face_keys:

@@ -21,7 +21,7 @@ from wire import matches, track_match
 
 from argus.audit_trail import verify_chain
 from argus.errors import InputError, StoreError
-from argus.schemas import AlertV2, LocationV1, MatchesV2
+from argus.schemas import AlertV3, LocationV1, MatchesV3
 from argus.store.base import (
     MAX_PAGE,
     AlertFilter,
@@ -54,7 +54,7 @@ def _probs(label: str) -> tuple[float, ...]:
 
 
 def _matches(camera_id: str, seq: int, ts: float, person_id: str, emotion: str = "happy",
-             faces: int = 1) -> MatchesV2:
+             faces: int = 1) -> MatchesV3:
     fms = [track_match(camera_id, seq, person_id=person_id, face_index=i, emotion=_probs(emotion),
                        emotion_label=emotion, crop_jpeg=CROPS.get(emotion, CROPS["happy"]),
                        display_name=person_id.title(), watchlist="vip", score=0.81) for i in range(faces)]
@@ -68,10 +68,10 @@ def _events(camera_id: str, seq: int, ts: float, person_id: str, emotion: str = 
 
 
 def _alert(camera_id: str, person_id: str, ts_capture: float, *, ts_alert: float | None = None,
-           seq: int = 1, alert_id: str | None = None) -> AlertV2:
+           seq: int = 1, alert_id: str | None = None) -> AlertV3:
     m = _matches(camera_id, seq, ts_capture, person_id)
     fm = m.matches[0]
-    return AlertV2(
+    return AlertV3(
         alert_id=alert_id or f"a-{camera_id}-{person_id}-{seq}", event_id=fm.event_id, camera_id=camera_id,
         camera_name=f"Camera {camera_id}",
         location=LocationV1(lat=52.5163, lon=13.3777, address="Pariser Platz 1, Berlin", zone="north"),

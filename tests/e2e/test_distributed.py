@@ -21,7 +21,7 @@ from argus.devservers import Endpoint
 from argus.devservers.prometheus import query
 from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
 from argus.runtime.resources import Resources
-from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, AlertV2, decode
+from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, AlertV3, decode
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -82,7 +82,7 @@ def _alerts_on_topic(cluster: LocalCluster) -> list[str]:
     consumer = KafkaConsumer(TOPIC_ALERTS, bootstrap_servers=cluster.servers.kafka, group_id=None,
                              auto_offset_reset="earliest", consumer_timeout_ms=3000, enable_auto_commit=False)
     try:
-        return [decode(r.value, AlertV2).alert_id for r in consumer]
+        return [decode(r.value, AlertV3).alert_id for r in consumer]
     finally:
         consumer.close()
 

@@ -20,22 +20,22 @@ from argus.ids import PERSON_ID_PATTERN
 from argus.schemas import (
     MESSAGE_TYPES,
     RETIRED_SCHEMAS,
-    AlertV2,
+    AlertV3,
     CandidateV1,
     DeadLetterV1,
     EndedTrackV2,
-    FacesV2,
-    FaceV2,
+    FacesV3,
+    FaceV3,
     FrameV1,
     LocationV1,
-    MatchesV2,
+    MatchesV3,
     Quality,
-    TrackMatchV2,
+    TrackMatchV3,
     decode,
     encode,
 )
 
-TYPES = [FrameV1, FacesV2, MatchesV2, AlertV2, DeadLetterV1]
+TYPES = [FrameV1, FacesV3, MatchesV3, AlertV3, DeadLetterV1]
 SCHEMA_IDS = [*sorted(MESSAGE_TYPES), *sorted(RETIRED_SCHEMAS), "argus.frames.v2", "argus.faces.v3", "",
               "ARGUS.FRAMES.V1"]
 
@@ -58,26 +58,26 @@ frame_fields = dict(camera_id=slug, seq=count, ts_capture=positive)
 frames = st.builds(FrameV1, **frame_fields, ts_ingest=positive, width=st.integers(1, 2**63 - 1),
                    height=st.integers(1, 2**63 - 1), jpeg=st.binary(min_size=4, max_size=64))
 states = st.sampled_from(["tentative", "confirmed", "lost"])
-face = st.builds(FaceV2, index=count, track_id=nonempty, track_state=states,
+face = st.builds(FaceV3, index=count, track_id=nonempty, track_state=states,
                  face_score=unit, box=box, landmarks=st.tuples(*[real] * 10), det_score=unit, quality=quality,
                  embedded=st.booleans(), embedding=blob, emotion=seven, crop_jpeg=blob)
 ended = st.builds(EndedTrackV2, track_id=nonempty, reason=text, first_seq=count, last_seq=count, hits=count)
-faces = st.builds(FacesV2, **frame_fields, ts_infer=positive, frame_width=st.integers(1, 10**6),
+faces = st.builds(FacesV3, **frame_fields, ts_infer=positive, frame_width=st.integers(1, 10**6),
                   frame_height=st.integers(1, 10**6), detector=text, embedder=text,
                   faces=st.lists(face, max_size=3).map(tuple), ended=st.lists(ended, max_size=2).map(tuple))
 track_match = st.builds(
-    TrackMatchV2, track_id=nonempty, revision=st.integers(1, 2**63 - 1), matched=st.booleans(), outcome=text,
+    TrackMatchV3, track_id=nonempty, revision=st.integers(1, 2**63 - 1), matched=st.booleans(), outcome=text,
     face_index=count, event_id=text, box=box, det_score=unit, quality=quality, emotion=seven, emotion_label=text,
     crop_jpeg=blob, person_id=person_id, display_name=text, watchlist=text, score=real, threshold=real, margin=real,
     candidates=st.lists(candidate, max_size=3).map(tuple), faces_seen=st.integers(1, 2**63 - 1),
     faces_embedded=st.integers(1, 2**63 - 1), faces_supporting=count,
     score_history=st.lists(real, max_size=5).map(tuple), first_seq=count, ts_first=positive,
 )
-matches = st.builds(MatchesV2, **frame_fields, ts_match=positive, gallery_version=count,
+matches = st.builds(MatchesV3, **frame_fields, ts_match=positive, gallery_version=count,
                     matches=st.lists(track_match, min_size=1, max_size=2).map(tuple))
 location = st.builds(LocationV1, lat=st.floats(-90, 90), lon=st.floats(-180, 180), address=text, zone=text)
 alerts = st.builds(
-    AlertV2, alert_id=text, event_id=text, track_id=text, revision=st.integers(1, 2**63 - 1), withdrawn=st.booleans(),
+    AlertV3, alert_id=text, event_id=text, track_id=text, revision=st.integers(1, 2**63 - 1), withdrawn=st.booleans(),
     faces_seen=st.integers(1, 2**63 - 1), faces_embedded=st.integers(1, 2**63 - 1), faces_supporting=count,
     score_history=st.lists(real, max_size=5).map(tuple), camera_id=slug, camera_name=text, location=location,
     person_id=person_id, display_name=text, watchlist=text, score=real, threshold=real, margin=real,
@@ -88,7 +88,7 @@ dead_letters = st.builds(
     DeadLetterV1, camera_id=text, stage=text, source_topic=text, source_partition=st.integers(-(2**63), 2**63 - 1),
     source_offset=st.integers(-(2**63), 2**63 - 1), error_kind=text, error=text, ts=real, payload=blob,
 )
-VALID = {FrameV1: frames, FacesV2: faces, MatchesV2: matches, AlertV2: alerts, DeadLetterV1: dead_letters}
+VALID = {FrameV1: frames, FacesV3: faces, MatchesV3: matches, AlertV3: alerts, DeadLetterV1: dead_letters}
 
 
 def check_decode(data: bytes, kind: type) -> None:

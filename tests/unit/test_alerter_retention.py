@@ -14,7 +14,7 @@ from argus.config import load_settings
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item
-from argus.schemas import TOPIC_MATCHES, MatchesV2, encode
+from argus.schemas import TOPIC_MATCHES, MatchesV3, encode
 from argus.store.base import Retention
 from argus.store.sqlite import SqliteEventStore
 from services.alerter import stage
@@ -24,7 +24,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DAY = 86_400.0
 
 
-def _item(seq: int, ts: float, cam: str = "north-gate") -> Item[MatchesV2]:
+def _item(seq: int, ts: float, cam: str = "north-gate") -> Item[MatchesV3]:
     m = matches(cam, seq, ts, track_match(cam, seq))
     return Item(Record(topic=TOPIC_MATCHES, partition=0, offset=seq, key=cam.encode(), value=encode(m),
                        timestamp_ms=0), m)

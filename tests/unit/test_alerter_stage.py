@@ -15,7 +15,7 @@ from argus.errors import ConfigError, StoreError
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
-from argus.schemas import TOPIC_MATCHES, AlertV2, MatchesV2, encode
+from argus.schemas import TOPIC_MATCHES, AlertV3, MatchesV3, encode
 from argus.store.sqlite import SqliteEventStore
 from services.alerter.stage import AlerterProcessor
 
@@ -36,15 +36,15 @@ def _processor(res: Resources) -> AlerterProcessor:
     return AlerterProcessor(res, StageMetrics("alerter", registry=CollectorRegistry()), sinks=[])
 
 
-def _item(seq: int, ts: float, cam: str = "north-gate", **kw: object) -> Item[MatchesV2]:
+def _item(seq: int, ts: float, cam: str = "north-gate", **kw: object) -> Item[MatchesV3]:
     """A track decision; by default every seq is its own track (a new visit), revision 1."""
     m = matches(cam, seq, ts, track_match(cam, seq, **kw))  # type: ignore[arg-type]
     return Item(Record(topic=TOPIC_MATCHES, partition=0, offset=seq, key=cam.encode(), value=encode(m),
                        timestamp_ms=0), m)
 
 
-def _alerts(outputs: list) -> list[AlertV2]:
-    return [o.message for o in outputs if isinstance(o, Output) and isinstance(o.message, AlertV2)]
+def _alerts(outputs: list) -> list[AlertV3]:
+    return [o.message for o in outputs if isinstance(o, Output) and isinstance(o.message, AlertV3)]
 
 
 def test_a_redelivered_decision_sends_the_same_alert_again_and_keeps_one_in_the_store(resources):

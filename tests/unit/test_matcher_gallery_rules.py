@@ -17,7 +17,7 @@ from argus.gallery.memory import MemoryGallery
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
-from argus.schemas import TOPIC_FACES, FacesV2, FaceV2, MatchesV2, Quality, embedding_bytes, encode
+from argus.schemas import TOPIC_FACES, FacesV3, FaceV3, MatchesV3, Quality, embedding_bytes, encode
 from services.matcher.stage import MatcherProcessor
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -60,16 +60,16 @@ def _visit(matcher: MatcherProcessor, track: str, faces: np.ndarray) -> list[tup
     items = []
     t0 = time.time()
     for seq, emb in enumerate(faces):
-        face = FaceV2(index=0, track_id=track, track_state="confirmed", face_score=0.8, box=(10, 10, 110, 110),
+        face = FaceV3(index=0, track_id=track, track_state="confirmed", face_score=0.8, box=(10, 10, 110, 110),
                       landmarks=tuple(float(i) for i in range(10)), det_score=0.99,
                       quality=Quality(size=100, blur=200), embedded=True, embedding=embedding_bytes(emb),
                       emotion=(1 / 7,) * 7, crop_jpeg=b"\xff\xd8\xff\xd9")
-        msg = FacesV2(camera_id="north-gate", seq=seq, ts_capture=t0 + seq * 0.2, ts_infer=t0 + seq * 0.2,
+        msg = FacesV3(camera_id="north-gate", seq=seq, ts_capture=t0 + seq * 0.2, ts_infer=t0 + seq * 0.2,
                       frame_width=640, frame_height=480, detector="test", embedder="test", faces=(face,))
         items.append(Item(Record(topic=TOPIC_FACES, partition=0, offset=seq, key=msg.key(), value=encode(msg),
                                  timestamp_ms=0), msg))
     out = [o.message for o in matcher.process(items) if isinstance(o, Output)]
-    return [(m.person_id, m.matched, m.outcome) for msg in out if isinstance(msg, MatchesV2) for m in msg.matches]
+    return [(m.person_id, m.matched, m.outcome) for msg in out if isinstance(msg, MatchesV3) for m in msg.matches]
 
 
 def test_a_lookalike_closer_to_the_persons_negative_evidence_is_not_named_while_the_person_still_is(world):

@@ -3,13 +3,15 @@ import time
 import msgpack
 import numpy as np
 import pytest
+import wire
 
 from argus.errors import SchemaError
 from argus.schemas import (
-    FacesV2,
-    FaceV2,
+    AlertV3,
+    FacesV3,
+    FaceV3,
     FrameV1,
-    MatchesV2,
+    MatchesV3,
     Quality,
     decode,
     embedding_bytes,
@@ -25,13 +27,13 @@ def _frame(**kw: object) -> FrameV1:
     return FrameV1(**base)  # type: ignore[arg-type]
 
 
-def _faces() -> FacesV2:
+def _faces() -> FacesV3:
     emb = np.random.default_rng(0).standard_normal(128).astype(np.float32)
     emb /= np.linalg.norm(emb)
-    face = FaceV2(index=0, track_id="gate-1:7:0", track_state="tentative", face_score=0.8, box=(1, 2, 3, 4),
+    face = FaceV3(index=0, track_id="gate-1:7:0", track_state="tentative", face_score=0.8, box=(1, 2, 3, 4),
                   landmarks=tuple(range(10)), det_score=0.99, quality=Quality(size=80, blur=120), embedded=True,
                   embedding=embedding_bytes(emb), emotion=(0.1,) * 7, crop_jpeg=b"\xff\xd8")
-    return FacesV2(camera_id="gate-1", seq=7, ts_capture=time.time(), ts_infer=time.time(), frame_width=640,
+    return FacesV3(camera_id="gate-1", seq=7, ts_capture=time.time(), ts_infer=time.time(), frame_width=640,
                    frame_height=360, detector="mtcnn", embedder="dlib-resnet", faces=(face,))
 
 
@@ -44,7 +46,7 @@ def test_frame_round_trips_through_the_wire_codec_with_jpeg_bytes_intact():
 def test_embedding_travels_as_binary_float32_not_json_floats():
     msg = _faces()
     data = encode(msg)
-    back = decode(data, FacesV2)
+    back = decode(data, FacesV3)
     np.testing.assert_array_equal(back.faces[0].embedding_array(), msg.faces[0].embedding_array())
     assert msg.faces[0].embedding in data  # the 512 raw float32 bytes, verbatim
     assert len(data) < 1200  # JSON floats alone would need ~2.5 kB
@@ -83,8 +85,8 @@ def test_unknown_extra_field_is_rejected():
 
 
 def test_message_of_another_topic_is_rejected():
-    with pytest.raises(SchemaError, match="expected schema 'argus.matches.v2', got 'argus.faces.v2'"):
-        decode(encode(_faces()), MatchesV2)
+    with pytest.raises(SchemaError, match="expected schema 'argus.matches.v3', got 'argus.faces.v3'"):
+        decode(encode(_faces()), MatchesV3)
 
 
 def test_a_pre_track_v1_message_is_refused_with_what_to_do():
@@ -92,7 +94,43 @@ def test_a_pre_track_v1_message_is_refused_with_what_to_do():
     raw["schema_id"] = "argus.faces.v1"
     with pytest.raises(SchemaError, match=r"got 'argus.faces.v1': a pre-track version: drain the pipeline and "
                                           r"upgrade every stage together"):
-        decode(msgpack.packb(raw), FacesV2)
+        decode(msgpack.packb(raw), FacesV3)
+
+
+@pytest.mark.parametrize("topic", ["faces", "matches", "alerts"])
+def test_a_pre_ecrl_v2_message_is_refused_with_what_to_do(topic):
+    raw = msgpack.unpackb(encode(_faces()))
+    raw["schema_id"] = f"argus.{topic}.v2"
+    expected = {"faces": FacesV3, "matches": MatchesV3, "alerts": AlertV3}[topic]
+    with pytest.raises(SchemaError, match=rf"got 'argus.{topic}.v2': a pre-ECRL version .*drain the pipeline and "
+                                          r"upgrade every stage together"):
+        decode(msgpack.packb(raw), expected)
+
+
+@pytest.mark.parametrize("ecrl", [(0.1,), (0.1, 0.6), (0.1, 0.6, 0.04, 0.0), (0.1, float("nan"), 0.04)])
+def test_ecrl_features_are_none_or_exactly_three_finite_values(ecrl):
+    raw = msgpack.unpackb(encode(_faces()))
+    raw["faces"][0]["ecrl"] = list(ecrl)
+    with pytest.raises(SchemaError, match="faces.0.ecrl: Value error, expected no ECRL features or 3 finite ones"):
+        decode(msgpack.packb(raw), FacesV3)
+
+
+def test_a_face_carries_its_ecrl_features_and_tta_views_across_the_wire():
+    raw = msgpack.unpackb(encode(_faces()))
+    raw["faces"][0].update(ecrl=[0.1, 0.6, -0.05], emotion_views=10)
+    face = decode(msgpack.packb(raw), FacesV3).faces[0]
+    assert face.emotion_views == 10
+    feats = face.ecrl_features()
+    assert feats is not None and (feats.brow_height, feats.brow_width) == pytest.approx((0.1, 0.6))
+    assert feats.mouth_curvature == pytest.approx(-0.05)
+    assert _faces().faces[0].ecrl_features() is None and _faces().faces[0].emotion_views == 1
+
+
+def test_an_emotion_path_that_is_not_an_ecrl_path_is_refused():
+    raw = msgpack.unpackb(encode(wire.matches("gate-1", 3, time.time())))
+    raw["matches"][0]["emotion_path"] = "vibes"
+    with pytest.raises(SchemaError, match="emotion_path: Value error, expected an emotion path"):
+        decode(msgpack.packb(raw), MatchesV3)
 
 
 def test_embedding_with_wrong_length_is_rejected():

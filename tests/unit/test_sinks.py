@@ -24,7 +24,7 @@ import pytest
 from argus.config import load_settings
 from argus.errors import ConfigError, SinkError
 from argus.runtime.resources import Resources
-from argus.schemas import AlertV2, CandidateV1, LocationV1, Quality
+from argus.schemas import AlertV3, CandidateV1, LocationV1, Quality
 from argus.sinks.base import FanOut
 from argus.sinks.log import LogSink
 from argus.sinks.webhook import (
@@ -41,10 +41,10 @@ CROP = (Path(__file__).resolve().parents[2] / "assets/pyfeat/0-f15-hao-ph.jpg").
 SECRET = "whsec-7f3a9c1e5b2d4068a1c3e5f7b9d0"  # the signing key shared with the receiver
 
 
-def _alert(alert_id: str = "a1b2c3d4e5f6a1b2c3d4e5f6") -> AlertV2:
+def _alert(alert_id: str = "a1b2c3d4e5f6a1b2c3d4e5f6") -> AlertV3:
     cands = (CandidateV1(person_id="p-alice", display_name="Alice Example", watchlist="vip", score=0.83),
              CandidateV1(person_id="p-bob", display_name="Bob", watchlist="vip", score=0.41))
-    return AlertV2(
+    return AlertV3(
         alert_id=alert_id, event_id="gate-3:42:0", camera_id="gate-3", camera_name="North gate, lane 3",
         location=LocationV1(lat=52.5163, lon=13.3777, address="Pariser Platz 1, Berlin", zone="north"),
         person_id="p-alice", display_name="Alice Example", watchlist="vip", score=0.83, threshold=0.6,
@@ -215,7 +215,7 @@ class _Exploding:
 
     name = "exploding"
 
-    def send(self, alert: AlertV2) -> None:
+    def send(self, alert: AlertV3) -> None:
         raise RuntimeError("bug in a sink")
 
     def close(self) -> None:

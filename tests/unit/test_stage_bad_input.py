@@ -26,7 +26,7 @@ from argus.schemas import (
     TOPIC_FRAMES,
     TOPIC_MATCHES,
     DeadLetterV1,
-    FacesV2,
+    FacesV3,
     FrameV1,
     decode,
     encode,
@@ -67,7 +67,7 @@ def test_a_corrupt_jpeg_is_dead_lettered_naming_camera_and_frame_and_good_frames
     assert isinstance(svc, StageRunner)  # consuming stages are runners: drive them one batch at a time
     while svc.run_once():
         pass
-    faces = [decode(v, FacesV2) for v in _read_all(bus, TOPIC_FACES)]
+    faces = [decode(v, FacesV3) for v in _read_all(bus, TOPIC_FACES)]
     assert {f.seq for f in faces} >= {0, 3}
     dead = [decode(v, DeadLetterV1) for v in _read_all(bus, TOPIC_DEADLETTER)]
     corrupt = [d for d in dead if d.error_kind == "corrupt_frame"]

@@ -20,7 +20,7 @@ from argus.imaging import encode_jpeg
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
-from argus.schemas import TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES, AlertV2, FacesV2, FrameV1, MatchesV2, encode
+from argus.schemas import TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES, AlertV3, FacesV3, FrameV1, MatchesV3, encode
 from argus.store.sqlite import SqliteEventStore
 from services.alerter.stage import AlerterProcessor
 from services.inference.stage import InferenceProcessor
@@ -44,19 +44,19 @@ def res(tmp_path_factory: pytest.TempPathFactory) -> Resources:
     return r
 
 
-def _item(topic: str, offset: int, msg: FrameV1 | FacesV2 | MatchesV2) -> Item:  # type: ignore[type-arg]
+def _item(topic: str, offset: int, msg: FrameV1 | FacesV3 | MatchesV3) -> Item:  # type: ignore[type-arg]
     return Item(Record(topic=topic, partition=0, offset=offset, key=msg.key(), value=encode(msg), timestamp_ms=0),
                 msg)
 
 
-def _visit(res: Resources, clip: str, camera: str) -> tuple[list[FacesV2], list[MatchesV2], list[AlertV2]]:
+def _visit(res: Resources, clip: str, camera: str) -> tuple[list[FacesV3], list[MatchesV3], list[AlertV3]]:
     t0 = time.time()
     frames = [FrameV1(camera_id=camera, seq=i, ts_capture=t0 + i * 0.2, ts_ingest=t0 + i * 0.2, width=f.shape[1],
                       height=f.shape[0], jpeg=encode_jpeg(f))
               for i, (_, f) in enumerate(sample_frames(ASSETS / clip, FRAMES))]
     reg = CollectorRegistry()
     inference = InferenceProcessor(res, StageMetrics("inference", registry=reg))
-    faces: list[FacesV2] = []
+    faces: list[FacesV3] = []
     for start in range(0, len(frames), 4):  # micro-batches of 4, as the runner would cut them
         batch = [_item(TOPIC_FRAMES, start + k, f) for k, f in enumerate(frames[start:start + 4])]
         faces += [o.message for o in inference.process(batch) if isinstance(o, Output)]  # type: ignore[misc]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from argus.schemas import AlertV2
+from argus.schemas import AlertV3
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 class AlertSink(Protocol):
     name: str
 
-    def send(self, alert: AlertV2) -> None:
+    def send(self, alert: AlertV3) -> None:
         """Deliver or raise SinkError; bounded in time by the sink's own timeout and retries."""
         ...
 
@@ -57,7 +57,7 @@ class FanOut:
         self.sent: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()  # by sink name, for the sink_failures_total metric
 
-    def send(self, alert: AlertV2) -> list[SinkOutcome]:
+    def send(self, alert: AlertV3) -> list[SinkOutcome]:
         out: list[SinkOutcome] = []
         for sink in self.sinks:
             t0 = time.perf_counter()

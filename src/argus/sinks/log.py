@@ -12,12 +12,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from argus.schemas import AlertV2
+from argus.schemas import AlertV3
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:+/@")
 
 
-def alert_fields(alert: AlertV2) -> dict[str, Any]:
+def alert_fields(alert: AlertV3) -> dict[str, Any]:
     """What a responder needs from the alert, in reading order; no crop bytes."""
     return {
         "alert_id": alert.alert_id,
@@ -35,6 +35,7 @@ def alert_fields(alert: AlertV2) -> dict[str, Any]:
         "margin": round(alert.margin, 4),
         "faces": f"{alert.faces_supporting}/{alert.faces_embedded}/{alert.faces_seen}",  # agreeing/embedded/seen
         "emotion": alert.emotion,
+        "emotion_path": alert.emotion_path,  # what decided it: the CNN alone, or the ECRL rules too (argus.ecrl)
         "captured": datetime.fromtimestamp(alert.ts_capture, tz=UTC).isoformat(timespec="milliseconds"),
         "event_id": alert.event_id,
         "track_id": alert.track_id,
@@ -56,7 +57,7 @@ class LogSink:
         self._log = logger or logging.getLogger("argus.alerts")
         self._level = level
 
-    def send(self, alert: AlertV2) -> None:
+    def send(self, alert: AlertV3) -> None:
         fields = alert_fields(alert)
         line = "ALERT " + " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
         self._log.log(self._level, "%s", line, extra={"alert": fields})

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from argus.cameras import redact_url
 from argus.errors import ConfigError, SinkError
 from argus.retry import Backoff
-from argus.schemas import AlertV2
+from argus.schemas import AlertV3
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def verify_signature(
                                                f"{tolerance_s:g} s of now (replay window), got {ts}, {when}")
 
 
-def alert_payload(alert: AlertV2) -> dict[str, Any]:
+def alert_payload(alert: AlertV3) -> dict[str, Any]:
     body = alert.model_dump(mode="json", exclude={"crop_jpeg"})
     body["crop_jpeg_b64"] = base64.b64encode(alert.crop_jpeg).decode("ascii")
     return body
@@ -191,7 +191,7 @@ class WebhookSink:
         return {**self._headers, "Idempotency-Key": alert_id, TIMESTAMP_HEADER: str(ts),
                 SIGNATURE_HEADER: f"{SIGNATURE_SCHEME}={_digest(self._secret, str(ts), data)}"}
 
-    def send(self, alert: AlertV2) -> None:
+    def send(self, alert: AlertV3) -> None:
         data = json.dumps(alert_payload(alert), separators=(",", ":")).encode()
         last = "no attempt"
         attempts = self._retries + 1

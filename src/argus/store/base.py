@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
 from argus.audit_trail import AuditRecord
 from argus.errors import InputError, StoreError
 from argus.ids import event_id
-from argus.schemas import AlertV2, LocationV1, MatchesV2, TrackMatchV2
+from argus.schemas import AlertV3, LocationV1, MatchesV3, TrackMatchV3
 
 if TYPE_CHECKING:
     from argus.cameras import Camera
@@ -106,11 +106,12 @@ class SightingEvent:
     matched: bool = True  # False: this revision withdrew the track's earlier match
     faces_seen: int = 1
     faces_embedded: int = 1
-    emotion_timeline: tuple[dict[str, Any], ...] = ()  # {seq, ts, label, confidence}: the track's emotion changes
+    emotion_timeline: tuple[dict[str, Any], ...] = ()  # {seq, ts, label, confidence, path}: the emotion's changes
+    emotion_path: str = "cnn"  # the argus.ecrl.Path that decided ``emotion`` (events stored before v3: "cnn")
 
     @classmethod
     def from_match(
-        cls, matches: MatchesV2, match: TrackMatchV2, *, store_crop: bool = True, alert_id: str | None = None
+        cls, matches: MatchesV3, match: TrackMatchV3, *, store_crop: bool = True, alert_id: str | None = None
     ) -> SightingEvent:
         return cls(
             event_id=match.event_id or event_id(matches.camera_id, matches.seq, match.face_index),
@@ -140,6 +141,7 @@ class SightingEvent:
             faces_seen=match.faces_seen,
             faces_embedded=match.faces_embedded,
             emotion_timeline=tuple(c.model_dump() for c in match.emotion_timeline),
+            emotion_path=match.emotion_path,
         )
 
     def with_alert(self, alert_id: str) -> SightingEvent:
@@ -184,32 +186,36 @@ class SightingEvent:
                 matched=bool(doc.get("matched", True)),
                 faces_seen=int(doc.get("faces_seen", 1)),
                 faces_embedded=int(doc.get("faces_embedded", 1)),
-                emotion_timeline=tuple(dict(c) for c in doc.get("emotion_timeline", ())),
+                emotion_timeline=tuple({"path": "cnn", **dict(c)} for c in doc.get("emotion_timeline", ())),
+                emotion_path=str(doc.get("emotion_path", "cnn")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise StoreError(f"stored event {doc.get('event_id')!r} is malformed: {e!r}") from e
 
 
-def alert_doc(alert: AlertV2) -> dict[str, Any]:
-    """AlertV2 as a plain document without the crop (JSON-safe: tuples become lists)."""
+def alert_doc(alert: AlertV3) -> dict[str, Any]:
+    """AlertV3 as a plain document without the crop (JSON-safe: tuples become lists)."""
     d = alert.model_dump(mode="json", exclude={"crop_jpeg"})
     return d
 
 
-def alert_from_doc(doc: Mapping[str, Any], crop: bytes | None) -> AlertV2:
-    fields = {k: v for k, v in doc.items() if k in AlertV2.model_fields}
+def alert_from_doc(doc: Mapping[str, Any], crop: bytes | None) -> AlertV3:
+    """The stored alert as today's AlertV3. Alerts stored by an older version (``argus.alerts.v1``/``v2`` docs) read
+    too: the stored ``schema_id`` is not checked (the wire's version, not the store's), and the fields added since
+    have defaults (``emotion_path`` and each timeline entry's ``path``: "cnn", what decided them before ECRL)."""
+    fields = {k: v for k, v in doc.items() if k in AlertV3.model_fields and k != "schema_id"}
     fields["crop_jpeg"] = bytes(crop) if crop is not None else b""
     try:
-        return AlertV2.model_validate(fields)
+        return AlertV3.model_validate(fields)
     except Exception as e:  # pydantic ValidationError: name the alert, not the library
         raise StoreError(f"stored alert {doc.get('alert_id')!r} is malformed: {e}") from e
 
 
 @dataclass(frozen=True)
 class AlertRecord:
-    """A stored alert plus its triage state. The alert itself stays exactly the AlertV2 that went out."""
+    """A stored alert plus its triage state. The alert itself stays exactly the AlertV3 that went out."""
 
-    alert: AlertV2
+    alert: AlertV3
     status: AlertStatus = "new"
     acked_by: str | None = None
     acked_at: float | None = None
@@ -432,7 +438,7 @@ class EventStore(Protocol):
         """Upsert by event_id. An event without alert_id never clears one already stored."""
         ...
 
-    def put_alert(self, alert: AlertV2) -> None:
+    def put_alert(self, alert: AlertV3) -> None:
         """Upsert by alert_id; a new alert starts as status "new", an existing one keeps its triage state."""
         ...
 
@@ -464,7 +470,7 @@ class EventStore(Protocol):
 
     def get_alert(self, alert_id: str) -> AlertRecord | None: ...
 
-    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV2 | None:
+    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV3 | None:
         """The alert with the latest *capture* time for (person, camera), optionally among those captured at or
         before ``at_or_before``: the cooldown runs in capture time and judges a sighting by what came before it."""
         ...

@@ -42,7 +42,7 @@ from urllib.parse import unquote
 from argus.audit_trail import AuditRecord, new_record
 from argus.cameras import redact_url
 from argus.errors import InputError, StoreError, StoreUnavailable
-from argus.schemas import AlertV2
+from argus.schemas import AlertV3
 from argus.store.base import (
     AlertFilter,
     AlertNotFoundError,
@@ -260,7 +260,7 @@ class MongoEventStore:
 
     # -- alerts ---------------------------------------------------------------------------------------------
 
-    def put_alert(self, alert: AlertV2) -> None:
+    def put_alert(self, alert: AlertV3) -> None:
         doc = alert_doc(alert)
         doc.update(captured_at=_utc(alert.ts_capture), alerted_at=_utc(alert.ts_alert),
                    **self._expiry(alert.ts_alert, self.retention.alerts_days))
@@ -293,7 +293,7 @@ class MongoEventStore:
             doc = self._alerts.find_one({"_id": alert_id})
         return self._alert_records([doc])[0] if doc is not None else None
 
-    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV2 | None:
+    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV3 | None:
         query: dict[str, Any] = {"person_id": person_id, "camera_id": camera_id}
         if at_or_before is not None:
             query["ts_capture"] = {"$lte": float(at_or_before)}

@@ -30,7 +30,7 @@ from typing import Any
 
 from argus.audit_trail import AuditRecord, new_record
 from argus.errors import InputError, StoreError, StoreUnavailable
-from argus.schemas import AlertV2
+from argus.schemas import AlertV3
 from argus.store.base import (
     AlertFilter,
     AlertNotFoundError,
@@ -230,7 +230,7 @@ class SqliteEventStore:
 
     # -- alerts ---------------------------------------------------------------------------------------------
 
-    def put_alert(self, alert: AlertV2) -> None:
+    def put_alert(self, alert: AlertV3) -> None:
         row = (
             alert.alert_id, alert.event_id, alert.camera_id, alert.person_id, alert.ts_capture, alert.ts_alert,
             json.dumps(alert_doc(alert), separators=(",", ":")), alert.crop_jpeg,
@@ -259,7 +259,7 @@ class SqliteEventStore:
             row = conn.execute(f"SELECT {_ALERT_COLS} FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
         return _alert_record(row) if row is not None else None
 
-    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV2 | None:
+    def last_alert(self, person_id: str, camera_id: str, *, at_or_before: float | None = None) -> AlertV3 | None:
         sql = ("SELECT doc, crop FROM alerts WHERE person_id = ? AND camera_id = ? AND ts_capture <= ? "
                "ORDER BY ts_capture DESC LIMIT 1")
         bound = float("inf") if at_or_before is None else float(at_or_before)
