@@ -302,3 +302,17 @@ def test_refuses_a_missing_class_folder_that_was_asked_for(tmp_path: Path) -> No
         load_training_set(data, classes=["happy", "sad", "fear"])
     assert load_training_set(data, classes=["happy", "sad"]).classes == [EMOTIONS.index("happy"),
                                                                          EMOTIONS.index("sad")]
+
+
+def test_onnxruntime_backend_serves_the_newest_numeric_version_like_triton(tmp_path: Path) -> None:
+    repo = repo_copy(tmp_path)
+    assert latest_version(repo, MODEL) == 1
+    (repo / MODEL / "10").mkdir()  # numeric order, not text order: 10 > 9 > 1
+    (repo / MODEL / "9").mkdir()
+    (repo / MODEL / "notes").mkdir()
+    assert latest_version(repo, MODEL) == 10
+    backend = OnnxRuntimeBackend(model_repository=repo)
+    with pytest.raises(BackendError, match=r"no ONNX file at .*/10/model.onnx"):  # as Triton: no fallback to 1
+        EmotionClassifier(backend).classify(np.zeros((1, 64, 64), np.uint8))
+    with pytest.raises(BackendError, match="expected a version directory"):
+        latest_version(repo, "no_such_model")
