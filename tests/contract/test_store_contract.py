@@ -21,7 +21,7 @@ from wire import matches, track_match
 
 from argus.audit_trail import verify_chain
 from argus.errors import InputError, StoreError
-from argus.schemas import AlertV3, LocationV1, MatchesV3
+from argus.schemas import AlertV3, EmotionChangeV3, LocationV1, MatchesV3
 from argus.store.base import (
     MAX_PAGE,
     AlertFilter,
@@ -36,6 +36,8 @@ from argus.store.base import (
     PersonRecord,
     Retention,
     SightingEvent,
+    alert_doc,
+    alert_from_doc,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -819,3 +821,37 @@ def test_mongo_expires_each_collection_by_its_own_ttl(mongo_server):
         s.close()
         client.drop_database(db)
         client.close()
+
+
+def test_the_emotion_path_and_the_timelines_paths_survive_both_stores(store: EventStore):
+    fm = track_match("north-gate", 5, person_id="p-ecrl", emotion=_probs("disgust"), emotion_label="sad",
+                     emotion_path="rules")
+    fm = fm.model_copy(update={"emotion_timeline": (
+        EmotionChangeV3(seq=1, ts=T0, label="neutral", confidence=0.6, path="cnn"),
+        EmotionChangeV3(seq=5, ts=T0 + 1, label="sad", confidence=0.3, path="rules"))})
+    m = matches("north-gate", 5, T0 + 1, fm, gallery_version=3)
+    store.put_events([SightingEvent.from_match(m, fm)])
+    alert = _alert("north-gate", "p-ecrl", T0 + 1, alert_id="a-ecrl").model_copy(
+        update={"emotion": "sad", "emotion_path": "rules", "emotion_timeline": fm.emotion_timeline})
+    store.put_alert(alert)
+    (ev,) = store.page_events(EventFilter(person_id="p-ecrl"), limit=10).items
+    assert ev.emotion_path == "rules" and [c["path"] for c in ev.emotion_timeline] == ["cnn", "rules"]
+    rec = store.get_alert("a-ecrl")
+    assert rec is not None and rec.alert == alert and rec.alert.emotion_timeline[1].path == "rules"
+
+
+def test_alerts_and_events_stored_by_the_v2_pipeline_still_read_with_path_cnn():
+    """What a v2 alerter wrote (schema_id argus.alerts.v2, no emotion_path, timeline entries without a path)."""
+    v2 = alert_doc(_alert("north-gate", "p-old", T0, alert_id="a-old"))
+    v2["schema_id"] = "argus.alerts.v2"
+    del v2["emotion_path"]
+    v2["emotion_timeline"] = [{"seq": 1, "ts": T0, "label": "happy", "confidence": 0.7}]
+    old = alert_from_doc(v2, crop=None)
+    assert old.schema_id == "argus.alerts.v3" and old.emotion_path == "cnn"
+    assert [(c.label, c.path) for c in old.emotion_timeline] == [("happy", "cnn")]
+    ev = _events("north-gate", 1, T0, "p-old")[0].to_doc()
+    del ev["emotion_path"]
+    ev["emotion_timeline"] = [{"seq": 1, "ts": T0, "label": "happy", "confidence": 0.7}]
+    back = SightingEvent.from_doc(ev, crop=None)
+    assert back.emotion_path == "cnn" and back.emotion_timeline == ({"path": "cnn", "seq": 1, "ts": T0,
+                                                                      "label": "happy", "confidence": 0.7},)

@@ -477,6 +477,7 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
             location=m.LocationOut(**a.location.model_dump()), person_id=a.person_id, display_name=a.display_name,
             watchlist=a.watchlist, score=a.score, threshold=a.threshold, margin=a.margin,
             candidates=[m.CandidateOut(**c.model_dump()) for c in a.candidates], emotion=a.emotion,
+            emotion_path=a.emotion_path,
             emotion_timeline=[m.EmotionChangeOut(**c.model_dump()) for c in a.emotion_timeline],
             faces_seen=a.faces_seen, faces_embedded=a.faces_embedded, faces_supporting=a.faces_supporting,
             score_history=list(a.score_history), ts_capture=a.ts_capture, ts_alert=a.ts_alert,
@@ -602,7 +603,8 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
     def event_out(e: Any) -> m.EventOut:
         return m.EventOut(event_id=e.event_id, camera_id=e.camera_id, seq=e.seq, face_index=e.face_index,
                           person_id=e.person_id, display_name=e.display_name, watchlist=e.watchlist, score=e.score,
-                          threshold=e.threshold, margin=e.margin, emotion=e.emotion, det_score=e.det_score,
+                          threshold=e.threshold, margin=e.margin, emotion=e.emotion,
+                          emotion_path=e.emotion_path, det_score=e.det_score,
                           box=list(e.box), ts_capture=e.ts_capture, ts_match=e.ts_match, alert_id=e.alert_id,
                           track_id=e.track_id, revision=e.revision, matched=e.matched)
 

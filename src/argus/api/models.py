@@ -150,6 +150,8 @@ class EmotionChangeOut(_Out):
     ts: float
     label: str
     confidence: float
+    path: str = Field(description="What decided the label (argus.ecrl.Path): 'cnn', 'cnn+rules', "
+                                  "'cnn, rules disagreed' or 'rules'.")
 
 
 class AlertOut(_Out):
@@ -169,8 +171,13 @@ class AlertOut(_Out):
     margin: float
     candidates: list[CandidateOut]
     emotion: str
+    emotion_path: str = Field(
+        description="What decided the track's emotion (paper 002's ECRL): 'cnn' (a class the CNN is trusted on, or "
+                    "no landmark features), 'cnn+rules' (the rules agree), 'cnn, rules disagreed' (the CNN's label "
+                    "kept), 'rules' (disgust: the rules win).")
     emotion_timeline: list[EmotionChangeOut] = Field(
-        description="The track's smoothed emotion, each change with its frame, time and confidence.")
+        description="The track's emotion (smoothed, then through the ECRL decision), each change with its frame, "
+                    "time, confidence and path.")
     faces_seen: int = Field(description="Faces of the track detected.")
     faces_embedded: int = Field(description="Faces of the track embedded and matched (the best ones).")
     faces_supporting: int = Field(description="Embedded faces that agree on the person.")
@@ -207,6 +214,7 @@ class EventOut(_Out):
     threshold: float
     margin: float
     emotion: str
+    emotion_path: str = Field(description="What decided the track's emotion (as on the alert).")
     det_score: float
     box: list[float]
     ts_capture: float
