@@ -96,7 +96,8 @@ def real_faces(ctx: Context, backend: OnnxRuntimeBackend) -> tuple[list[tuple[np
     return with_faces, np.concatenate(greys), meshes
 
 
-def per_face(ctx: Context) -> None:
+def per_face(ctx: Context) -> dict[str, float]:
+    """Emit the per-face results; return their ms per face (plain, mesh, rules) for the pipeline's prediction."""
     backend = OnnxRuntimeBackend(model_repository=MODEL_REPO, intra_op_threads=1)
     try:
         frames, grey, meshes = real_faces(ctx, backend)
@@ -164,6 +165,7 @@ def per_face(ctx: Context) -> None:
                       f"ratio = cost multiple of {n} views averaged (paper 003: 10); the model on {n}x the rows "
                       "dominates, making the views is a few %; accuracy effect not measured (no labelled set "
                       "ships)")))
+        return {"plain": base_ms, "mesh": ms_mesh, "rules": ms}
     finally:
         backend.close()
 
@@ -193,7 +195,9 @@ LABELS = {"tta": "TTA on (embedded faces, 10 views)", "rules": "ECRL rules on (F
           "tta_rules": "TTA (embedded, 10 views) and ECRL rules on"}
 
 
-def pipeline(ctx: Context) -> None:
+def pipeline(ctx: Context, cost: Mapping[str, float]) -> None:
+    """Emit the stage's frames/s with TTA / rules / both against both off; ``cost``: per-face ms from
+    :func:`per_face`, to predict what the extra model rows should cost next to the (noisier) measured rates."""
     n_frames = 8 if ctx.quick else 40
     frames = upscale(clip_frames(n_frames, step=5), "720p")
     backend = CountingBackend(model_repository=MODEL_REPO)
@@ -204,7 +208,7 @@ def pipeline(ctx: Context) -> None:
         for cfg in PIPELINE_CONFIGS.values():  # warm-up: every ORT session (FaceMesh too, when the stage uses it)
             with _environment(cfg):
                 e2e.model_bound(env)
-        rounds = ctx.rounds
+        rounds = 2 if ctx.quick else ctx.rounds  # --quick: a smoke test, kept well under a minute
         rates: dict[str, list[float]] = {k: [] for k in PIPELINE_CONFIGS}
         rows: dict[str, dict[str, int]] = {k: {} for k in PIPELINE_CONFIGS}
         frames_run: dict[str, int] = dict.fromkeys(PIPELINE_CONFIGS, 0)
@@ -238,6 +242,12 @@ def pipeline(ctx: Context) -> None:
         note = (f"{label}: {med[name] / med['off']:.2f}x the frames/s with both off; "
                 f"emotion rows per face {base_emotion} -> {emo_rows}, FaceMesh rows per face {base_mesh} -> "
                 f"{mesh_rows}")
+        added_ms = faces_per_frame * ((emo_rows - base_emotion) * cost["plain"]
+                                      + (mesh_rows - base_mesh) * (cost["mesh"] + cost["rules"]))
+        off_ms = 1e3 / med["off"]
+        predicted = off_ms / (off_ms + added_ms)
+        note += (f"; predicted from the per-face costs above: +{added_ms:.1f} ms on {off_ms:.0f} ms per frame, "
+                 f"ratio {predicted:.3f}")
         if dead:
             note += (f"; {' and '.join(dead)} had NO effect on the inference stage (no extra model rows): "
                      "services/inference/stage.py does not read the setting yet, so this measures nothing new")
@@ -252,10 +262,10 @@ def pipeline(ctx: Context) -> None:
                     "embedded_per_face": per_face_rows(name, EMBEDDER_MODEL),
                     "rounds_frames_per_s": [round(x, 2) for x in rates[name]],
                     "off_rounds_frames_per_s": [round(x, 2) for x in rates["off"]],
-                    "settings_effective": not dead, "ort_threads": "0 (all cores)"},
+                    "settings_effective": not dead, "predicted_added_ms_per_frame": round(added_ms, 2),
+                    "predicted_ratio": round(predicted, 4), "ort_threads": "0 (all cores)"},
             note=note))
 
 
 def run(ctx: Context) -> None:
-    per_face(ctx)
-    pipeline(ctx)
+    pipeline(ctx, per_face(ctx))
