@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         description="Test-time augmentation for emotion (paper 003): off, embedded (faces that reach the matcher) "
                     "or all faces.")
     emotion_tta_views: int = Field(
-        default=10, ge=1, le=32, description="Augmented views averaged per face when TTA is on (paper 003: 10).")
+        default=10, ge=1, le=10, description="Augmented views averaged per face when TTA is on (paper 003: 10).")
     emotion_rules: bool = Field(
         default=True, description="ECRL (paper 002): FaceMesh geometry on embedded faces confirms or corrects the "
                                   "track's emotion.")

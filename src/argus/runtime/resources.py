@@ -74,7 +74,7 @@ class Resources:
 
             # every model the pipeline will call must be ready now: fail at start-up naming it, not on a frame
             return TritonBackend(url=s.triton_url, timeout_s=s.triton_timeout_s,
-                                 models=FacePipeline.models_for(s.detector.value))
+                                 models=FacePipeline.models_for(s.detector.value, emotion_rules=s.emotion_rules))
         from argus.inference.backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(model_repository=s.model_repository, intra_op_threads=s.ort_threads)
