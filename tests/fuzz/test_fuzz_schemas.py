@@ -19,6 +19,7 @@ from argus.errors import SchemaError
 from argus.ids import PERSON_ID_PATTERN
 from argus.schemas import (
     MESSAGE_TYPES,
+    PATHS,
     RETIRED_SCHEMAS,
     AlertV3,
     CandidateV1,
@@ -58,9 +59,12 @@ frame_fields = dict(camera_id=slug, seq=count, ts_capture=positive)
 frames = st.builds(FrameV1, **frame_fields, ts_ingest=positive, width=st.integers(1, 2**63 - 1),
                    height=st.integers(1, 2**63 - 1), jpeg=st.binary(min_size=4, max_size=64))
 states = st.sampled_from(["tentative", "confirmed", "lost"])
+paths = st.sampled_from(PATHS)
+ecrl = st.one_of(st.just(()), st.tuples(*[st.floats(allow_nan=False, allow_infinity=False)] * 3))
 face = st.builds(FaceV3, index=count, track_id=nonempty, track_state=states,
                  face_score=unit, box=box, landmarks=st.tuples(*[real] * 10), det_score=unit, quality=quality,
-                 embedded=st.booleans(), embedding=blob, emotion=seven, crop_jpeg=blob)
+                 embedded=st.booleans(), embedding=blob, emotion=seven, crop_jpeg=blob, ecrl=ecrl,
+                 emotion_views=st.integers(1, 2**63 - 1))
 ended = st.builds(EndedTrackV2, track_id=nonempty, reason=text, first_seq=count, last_seq=count, hits=count)
 faces = st.builds(FacesV3, **frame_fields, ts_infer=positive, frame_width=st.integers(1, 10**6),
                   frame_height=st.integers(1, 10**6), detector=text, embedder=text,
@@ -68,7 +72,8 @@ faces = st.builds(FacesV3, **frame_fields, ts_infer=positive, frame_width=st.int
 track_match = st.builds(
     TrackMatchV3, track_id=nonempty, revision=st.integers(1, 2**63 - 1), matched=st.booleans(), outcome=text,
     face_index=count, event_id=text, box=box, det_score=unit, quality=quality, emotion=seven, emotion_label=text,
-    crop_jpeg=blob, person_id=person_id, display_name=text, watchlist=text, score=real, threshold=real, margin=real,
+    emotion_path=paths, crop_jpeg=blob, person_id=person_id, display_name=text, watchlist=text, score=real,
+    threshold=real, margin=real,
     candidates=st.lists(candidate, max_size=3).map(tuple), faces_seen=st.integers(1, 2**63 - 1),
     faces_embedded=st.integers(1, 2**63 - 1), faces_supporting=count,
     score_history=st.lists(real, max_size=5).map(tuple), first_seq=count, ts_first=positive,
@@ -81,7 +86,8 @@ alerts = st.builds(
     faces_seen=st.integers(1, 2**63 - 1), faces_embedded=st.integers(1, 2**63 - 1), faces_supporting=count,
     score_history=st.lists(real, max_size=5).map(tuple), camera_id=slug, camera_name=text, location=location,
     person_id=person_id, display_name=text, watchlist=text, score=real, threshold=real, margin=real,
-    candidates=st.lists(candidate, max_size=3).map(tuple), emotion=text, emotion_probs=seven, det_score=unit,
+    candidates=st.lists(candidate, max_size=3).map(tuple), emotion=text, emotion_path=paths, emotion_probs=seven,
+    det_score=unit,
     quality=quality, box=box, crop_jpeg=blob, seq=count, ts_capture=positive, ts_alert=positive, gallery_version=count,
 )
 dead_letters = st.builds(
