@@ -174,8 +174,9 @@ def test_a_face_whose_mesh_fails_is_published_without_features_and_counted(
     assert metric_total(reg, "argus_inference_ecrl_failures_total") == 1
 
 
-def test_more_views_than_the_table_holds_is_a_config_error(tmp_path: Path, counting: ModelCounting) -> None:
-    with pytest.raises(ConfigError, match="emotion_tta_views: expected at most 10"):
+def test_more_views_than_the_table_holds_is_refused_at_start_up_naming_the_setting(tmp_path: Path,
+                                                                                   counting: ModelCounting) -> None:
+    with pytest.raises(ConfigError, match="ARGUS_EMOTION_TTA_VIEWS.*less than or equal to 10"):
         _processor(tmp_path, counting, emotion_tta="embedded", emotion_tta_views=12)
 
 
