@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +27,12 @@ def _setup_logging(level: str) -> None:
 
 def _ts(value: str) -> float:
     """Accept epoch seconds or an ISO-8601 date/time (UTC if no zone)."""
+    from argus.timefmt import parse_time
+
     try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected epoch seconds or ISO-8601 time, got {value!r}") from e
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+        return parse_time(value, "time")
+    except ArgusError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _refuse_in_memory(kind: str, why: str) -> None:

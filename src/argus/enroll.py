@@ -345,18 +345,9 @@ class BulkPerson:
 
 
 def _epoch(value: str, where: str) -> float:
-    """Epoch seconds or ISO-8601 (UTC when no zone), the CLI's time format."""
-    from datetime import UTC, datetime
+    from argus.timefmt import parse_time
 
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError as e:
-        raise InputError(f"{where}: expected epoch seconds or an ISO-8601 time, got {value!r}") from e
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    return parse_time(value, where)
 
 
 MANIFEST_COLUMNS = ("person_id", "display_name", "watchlist", "photo_path", "expires_at")

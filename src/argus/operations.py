@@ -472,22 +472,26 @@ def _filter_details(flt: AlertFilter | EventFilter | AuditFilter, hidden: str) -
             if f.name != hidden and (v := getattr(flt, f.name)) is not None}
 
 
+def _audited_page(svc: Services, who: Actor, action: str, flt: AlertFilter | EventFilter | AuditFilter,
+                  hidden: str, page: Page[Any], cursor: str | None) -> Page[Any]:
+    """Record who read which part of the history: the filter (its person id as the subject) and how much came back."""
+    _audit(svc, who, action, subject=getattr(flt, hidden), details={
+        "filter": _filter_details(flt, hidden), "count": len(page.items), "cursor": cursor is not None})
+    return page
+
+
 def query_alerts(ctx: Services | Resources, flt: AlertFilter, *, actor: str, role: str, limit: int = 100,
                  cursor: str | None = None) -> Page[AlertRecord]:
     svc = _svc(ctx)
     page = svc.store.page_alerts(flt, limit=check_page_limit(limit), cursor=cursor)
-    _audit(svc, Actor(name=actor, role=role), "alerts.query", subject=flt.person_id, details={
-        "filter": _filter_details(flt, "person_id"), "count": len(page.items), "cursor": cursor is not None})
-    return page
+    return _audited_page(svc, Actor(name=actor, role=role), "alerts.query", flt, "person_id", page, cursor)
 
 
 def query_events(ctx: Services | Resources, flt: EventFilter, *, actor: str, role: str, limit: int = 100,
                  cursor: str | None = None) -> Page[SightingEvent]:
     svc = _svc(ctx)
     page = svc.store.page_events(flt, limit=check_page_limit(limit), cursor=cursor)
-    _audit(svc, Actor(name=actor, role=role), "events.query", subject=flt.person_id, details={
-        "filter": _filter_details(flt, "person_id"), "count": len(page.items), "cursor": cursor is not None})
-    return page
+    return _audited_page(svc, Actor(name=actor, role=role), "events.query", flt, "person_id", page, cursor)
 
 
 def query_audit(ctx: Services | Resources, flt: AuditFilter, *, actor: str, role: str, limit: int = 100,
@@ -495,9 +499,7 @@ def query_audit(ctx: Services | Resources, flt: AuditFilter, *, actor: str, role
     """The audit trail, itself audited (``audit.query``): who reads who did what is part of the record."""
     svc = _svc(ctx)
     page = svc.store.page_audit(flt, limit=check_page_limit(limit), cursor=cursor)
-    _audit(svc, Actor(name=actor, role=role), "audit.query", subject=flt.subject, details={
-        "filter": _filter_details(flt, "subject"), "count": len(page.items), "cursor": cursor is not None})
-    return page
+    return _audited_page(svc, Actor(name=actor, role=role), "audit.query", flt, "subject", page, cursor)
 
 
 #: The export's columns, in order: a sighting without the crop bytes (evidence images are fetched one by one,
