@@ -141,7 +141,8 @@ def test_each_enrolled_sighting_camera_gets_one_alert_with_its_location_in_mongo
         assert a["score"] >= a["threshold"] == pytest.approx(DEFAULT_MATCH_THRESHOLD)
         assert [c["person_id"] for c in a["candidates"]][:1] == ["pyfeat-man"]
         assert len(a["candidates"]) >= 2 and a["margin"] > 0  # runner-up evidence for the reviewer
-        assert a["crop_jpeg"][:2] == b"\xff\xd8"  # the face crop travels with the alert
+        crop = db.crops.find_one({"_id": f"a:{a['_id']}"})  # crops live in their own (shorter-lived) collection
+        assert crop is not None and crop["crop"][:2] == b"\xff\xd8"  # the face crop travels with the alert
         assert a["status"] == "new"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,14 @@ def triton(triton_server: Endpoint, trained: tuple[Path, Any]) -> Iterator[Trito
     finally:
         backend.close()
         client.unload_model(NAME)
+        # the shared server reports not-ready while the unload is in progress: every later Triton test would fail
+        # at start-up, so hand the server back only once it is ready again
+        deadline = time.monotonic() + 60
+        while not client.is_server_ready() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ready = client.is_server_ready()
         client.close()
+        assert ready, f"Triton stayed not-ready after unloading {NAME}"
 
 
 def test_triton_serves_the_trained_version_as_onnxruntime_does(triton: TritonBackend,
