@@ -28,7 +28,6 @@ from argus.faces.pipeline import FacePipeline
 from argus.faces.types import Face
 from argus.gallery.base import COHORT_WATCHLIST, Gallery, Person
 from argus.imaging import decode_image, encode_jpeg
-from argus.store.base import EventStore, PersonRecord
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +101,8 @@ class PhotoResult:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CheckedPhotos:
-    """Every photo's verdict, in input order."""
+class PhotoVerdicts:
+    """Every photo's verdict, in input order, split into the accepted and the rejected ones."""
 
     photos: tuple[PhotoResult, ...]
 
@@ -114,6 +113,11 @@ class CheckedPhotos:
     @property
     def rejected(self) -> list[PhotoResult]:
         return [p for p in self.photos if not p.accepted]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckedPhotos(PhotoVerdicts):
+    """The checks' result: the verdicts plus what enrolment takes from the accepted photos."""
 
     def embeddings(self) -> np.ndarray:
         """The accepted photos' embeddings, (M, dim) float32 in input order (M may be 0)."""
@@ -272,19 +276,6 @@ class EnrollResult:
     look_alikes: dict[str, float]  # person already listed -> cosine to the new photos, at or above the threshold
 
 
-def record_person(store: EventStore, person: Person, *, gallery: Gallery, actor: str, reason: str,
-                  images: int = 0, removed: bool = False) -> None:
-    """Mirror a watch-list change into the store's ``persons`` collection, so analysts can join events to who
-    a person is (and see that an entry was removed) without reading the gallery files. The gallery's audit log
-    stays the authoritative record of every change."""
-    attributes = {"gallery_version": gallery.version, "changed_by": actor, "reason": reason,
-                  "status": "removed" if removed else "enrolled"}
-    if not removed:
-        attributes["images"] = images
-    store.upsert_person(PersonRecord(person_id=person.person_id, display_name=person.display_name,
-                                     watchlist=person.watchlist, note=person.notes, attributes=attributes))
-
-
 def look_alikes(gallery: Gallery, person: Person, embeddings: np.ndarray, threshold: float) -> dict[str, float]:
     """Listed persons (cohort excluded) whom the new photos already match at ``threshold``: two entries that match
     each other will name one for the other on camera, so the operator is told before it happens."""
@@ -309,12 +300,12 @@ def refuse_if_none_accepted(person_id: str, checked: CheckedPhotos) -> None:
 
 def enroll_person(
     *, pipeline: FacePipeline, gallery: Gallery, person: Person, images: Sequence[Path | str], actor: str,
-    reason: str, store: EventStore | None = None, threshold: float = DEFAULT_MATCH_THRESHOLD,
+    reason: str, threshold: float = DEFAULT_MATCH_THRESHOLD,
     checks: PhotoChecks | None = None,
 ) -> EnrollResult:
-    """Enroll from files without the operator audit trail: the demo's and the benchmarks' fixed watch-lists. An
-    operator's enrolment goes through :func:`argus.operations.enroll_person` (same checks, plus the store's
-    photos and audit chain)."""
+    """Enroll from files into a gallery alone — no store, no audit trail: the benchmarks' and tests' fixed
+    watch-lists. Anything a person does (the demo, the CLI, the API) goes through
+    :func:`argus.operations.enroll_person` (the same checks, plus the store's record, photos and audit chain)."""
     checked = check_photos(pipeline, read_photos(images), checks)
     for p in checked.rejected:
         log.warning("enroll %s: rejected %s", person.person_id, p.reason)
@@ -327,8 +318,6 @@ def enroll_person(
         log.warning("enroll %s: already matches listed person %s at cosine %.3f (threshold %.2f): one may be "
                     "named for the other on camera", person.person_id, other, score, threshold)
     gallery.enroll(person, stacked, actor=actor, reason=reason)
-    if store is not None:
-        record_person(store, person, gallery=gallery, actor=actor, reason=reason, images=len(stacked))
     return EnrollResult(person_id=person.person_id, accepted=accepted, rejected=rejected, look_alikes=similar)
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from argus.decisions import Thresholds
-from argus.enroll import PhotoChecks, PhotoResult, check_photos, look_alikes
+from argus.enroll import PhotoChecks, PhotoVerdicts, check_photos, look_alikes
 from argus.errors import ConfigError, InputError, NoFaceError
 from argus.faces.align import EMBED_SIZE
 from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
@@ -199,26 +199,17 @@ def _record_person(svc: Services, person: Person, *, actor: Actor, reason: str, 
 
 # ---- enroll, update, remove, erase --------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
-class EnrollOutcome:
+class EnrollOutcome(PhotoVerdicts):
     """What an enrolment did: every photo's verdict (in upload order), the person as enrolled — None when no
     photo passed, in which case nothing was changed — the gallery version and embeddings digest (as the gallery's
     and the store's audit logs both record them), and listed persons the photos already match (person id ->
     cosine), which the operator should see before the camera confuses the two."""
 
     person: Person | None
-    photos: tuple[PhotoResult, ...]
     gallery_version: int
     embeddings_sha256: str = ""
     look_alikes: dict[str, float] = field(default_factory=dict)
     audit_seq: int | None = None
-
-    @property
-    def accepted(self) -> list[PhotoResult]:
-        return [p for p in self.photos if p.accepted]
-
-    @property
-    def rejected(self) -> list[PhotoResult]:
-        return [p for p in self.photos if not p.accepted]
 
     def to_dict(self) -> dict[str, Any]:
         return {"person": None if self.person is None else self.person.to_dict(), "accepted": len(self.accepted),
