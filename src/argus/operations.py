@@ -443,6 +443,23 @@ def alert_crop(ctx: Services | Resources, alert_id: str, *, actor: str, role: st
     return bytes(rec.alert.crop_jpeg)
 
 
+class PhotoNotFoundError(InputError):
+    """The person an alert names has no enrolled photo in the store (enrolled before photos were kept)."""
+
+
+def enrolled_photo(ctx: Services | Resources, alert_id: str, *, actor: str, role: str) -> bytes:
+    """The first enrolled thumbnail of the person the alert names, to set beside its crop; audited like the crop
+    (seeing a face is an access to biometric data)."""
+    svc = _svc(ctx)
+    rec = _get_alert(svc, alert_id)
+    photos = svc.store.get_person_photos(rec.alert.person_id)
+    if not photos:
+        raise PhotoNotFoundError(f"no enrolled photo for the person of alert {alert_id!r}")
+    _audit(svc, Actor(name=actor, role=role), "alert.crop", subject=rec.alert.person_id,
+           details={"alert_id": alert_id, "image": "enrolled", "bytes": len(photos[0])})
+    return bytes(photos[0])
+
+
 # ---- history ------------------------------------------------------------------------------------------------------
 def resolve_cameras(ctx: Services | Resources, *, camera_ids: Sequence[str] | None = None,
                     zone: str | None = None) -> tuple[str, ...] | None:

@@ -548,9 +548,12 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
         return StreamingResponse(messages(), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})
 
-    def alert(alert_id: str) -> Any:
+    def check_alert_id(alert_id: str) -> None:
         if len(alert_id) > 128:
             raise InputError(f"alert_id: expected at most 128 chars, got {len(alert_id)}")
+
+    def alert(alert_id: str) -> Any:
+        check_alert_id(alert_id)
         rec = store().get_alert(alert_id)
         if rec is None:
             raise _NotFound(f"alert {alert_id!r} not found")
@@ -560,7 +563,7 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
        tags=["alerts"])
     def get_alert(request: Request, alert_id: str) -> m.AlertOut:
         """One alert with its triage state (crop and enrolled photo: the two image routes). Audited."""
-        alert(alert_id)
+        check_alert_id(alert_id)  # an unknown id: operations' AlertNotFoundError answers 404
         return alert_out(ops.view_alert(services(), alert_id, **actor_of(request)))
 
     @r("GET", f"{API_PREFIX}/alerts/{{alert_id}}/crop", Permission.alerts_crop, response_class=Response,
@@ -576,20 +579,15 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
        responses=_JPEG, tags=["alerts"])
     def alert_photo(request: Request, alert_id: str) -> Response:
         """The first enrolled thumbnail of the person the alert names, to compare with the crop. Audited."""
-        rec = alert(alert_id)
-        photos = store().get_person_photos(rec.alert.person_id)
-        if not photos:
-            raise _NotFound(f"no enrolled photo for the person of alert {alert_id!r}")
-        ops.audit(services(), action="alert.crop", subject=rec.alert.person_id,
-                  details={"alert_id": alert_id, "image": "enrolled", "bytes": len(photos[0])}, **actor_of(request))
-        return Response(photos[0], media_type="image/jpeg")
+        check_alert_id(alert_id)
+        return Response(ops.enrolled_photo(services(), alert_id, **actor_of(request)), media_type="image/jpeg")
 
     @r("POST", f"{API_PREFIX}/alerts/{{alert_id}}/triage", Permission.alerts_triage, response_model=m.AlertOut,
        tags=["alerts"])
     def triage_alert(request: Request, alert_id: str, body: m.TriageIn) -> m.AlertOut:
         """Acknowledge, dismiss, or dismiss as *not this person* — which also keeps the face as negative evidence
         for that person, so the matcher stops naming them for faces closer to it than to the enrolled ones."""
-        alert(alert_id)
+        check_alert_id(alert_id)
         return alert_out(ops.triage_alert(services(), alert_id, action=body.action, reason=body.reason,
                                           **actor_of(request)))
 
