@@ -1,6 +1,6 @@
 """Operator API: alert-list latency over a large history, and requests/s on one core, against a bare /healthz.
 
-The history lives in the real MongoDB-wire server (``secantusdb`` from ``argus.devservers``, the CI and dev stand-in
+The history lives in the real MongoDB-wire server (``secantusdb`` from ``argus_dev.devservers``, the CI and dev stand-in
 for MongoDB), filled through the project's own ``MongoEventStore`` (bulk event upserts, one upsert per alert) with
 synthetic but well-formed sightings: 12 cameras, 400 persons, one alert per ``EVENTS_PER_ALERT`` events. A full run
 fills for at most ``FILL_BUDGET_S`` and up to 1M events, and reports how many it reached: secantusdb takes ~220
@@ -32,10 +32,10 @@ from typing import Any
 
 import httpx
 
-from argus.devservers import free_port
 from argus.schemas import AlertV3
 from argus.store.base import SightingEvent
 from argus.store.mongo import MongoEventStore
+from argus_dev.devservers import free_port
 from bench.common import REPO_ROOT, BenchError, Context, Result, latencies, paired_rates, percentile
 from bench.servers import serve
 

@@ -2,7 +2,7 @@
 
 Messages are ``argus.frames.v1`` (``FrameV1``, MessagePack) carrying real 1080p JPEGs (clip frames upscaled, ingest
 quality 85, ~100 KB), keyed by six camera ids like ingest keys them. The broker is Apache Kafka from
-``argus.devservers`` (KRaft, one node, free ports, its own state dir, stopped afterwards); the client is the
+``argus_dev.devservers`` (KRaft, one node, free ports, its own state dir, stopped afterwards); the client is the
 project's ``KafkaBus`` (acks=all, idempotent producer, linger 5 ms) and ``KafkaBusConsumer``.
 
 - produce: ``publish`` every message, ``flush`` every 16 like the ingest stage; messages/s until the last flush

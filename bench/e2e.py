@@ -163,7 +163,7 @@ def model_bound(env: Env, passes: int = 1) -> tuple[float, float]:
     """(frames/s through the inference stage's own work — JPEG decode, detection, tracking, the embedder on the faces
     the tracker picks, emotion, crop encoding — in micro-batches of ARGUS_INFERENCE_BATCH_MAX with no bus and no
     other stage, faces per frame) over ``passes`` x every frame, as one camera's stream."""
-    from services.inference.stage import InferenceProcessor
+    from argus_services.inference.stage import InferenceProcessor
 
     res = Resources(load_settings(data_dir=env.work / "model-bound", metrics_port=0), registry=CollectorRegistry(),
                     bus=MemoryBus(), backend=env.backend, pipeline=env.pipeline)

@@ -3,7 +3,7 @@
 Each path checks what it needs first and reports ``skipped`` with the reason instead of failing, so the suite runs
 unchanged on CPU-only machines. With a GPU and faiss-gpu, the faiss path measures flat search on the GPU against
 the same search on one CPU core. The Triton GPU config needs a Triton build with the onnxruntime backend and CUDA
-(the PyPI tritonserver used by ``argus.devservers`` has only the python backend), so it is reported as skipped
+(the PyPI tritonserver used by ``argus_dev.devservers`` has only the python backend), so it is reported as skipped
 even with a GPU until such a server is available; ONNX Runtime CUDA needs onnxruntime-gpu.
 """
 

@@ -7,7 +7,7 @@ own (``MtcnnDetector.detect``, ``FaceEmbedder.embed``, ``EmotionClassifier.class
 
 Baselines:
 - ONNX Runtime at batch b against batch 1 (ratio = batching gain per item).
-- Triton (the real tritonserver from ``argus.devservers`` with the CPU configs: python backend running the same
+- Triton (the real tritonserver from ``argus_dev.devservers`` with the CPU configs: python backend running the same
   ONNX file with one ONNX Runtime thread per instance) against in-process ONNX Runtime with one intra-op thread —
   the same engine doing the same work, so the ratio is Triton's overhead (gRPC, protobuf copies, the python
   backend's shared-memory hop). Target: overhead <= 15 % at batch 8 (ratio >= 0.85).

@@ -1,4 +1,4 @@
-"""Real servers for a benchmark area: started through ``argus.devservers`` on free ports, always stopped after."""
+"""Real servers for a benchmark area: started through ``argus_dev.devservers`` on free ports, always stopped after."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from argus import devservers
-from argus.devservers import Endpoint
-from argus.devservers.manager import SPECS
+from argus_dev import devservers
+from argus_dev.devservers import Endpoint
+from argus_dev.devservers.manager import SPECS
 from bench.common import Context
 
 #: Servers started in the background (``--quick`` only: a smoke run need not keep the CPUs quiet for them).

@@ -1,4 +1,4 @@
-"""Session-scoped fixtures that run the real servers through ``argus.devservers`` (imported by tests/conftest.py).
+"""Session-scoped fixtures that run the real servers through ``argus_dev.devservers`` (imported by tests/conftest.py).
 
 Each server starts once per test session, lazily (only if a test asks for it), on free ports, with PID files,
 logs and data in a temporary state dir; installs go to the shared cache (``ARGUS_DEV_HOME`` or
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from argus import devservers
-from argus.devservers import Endpoint
-from argus.devservers.manager import SPECS
+from argus_dev import devservers
+from argus_dev.devservers import Endpoint
+from argus_dev.devservers.manager import SPECS
 
 
 @pytest.fixture(scope="session")
@@ -53,5 +53,5 @@ def mongo_server(devservers_state_dir: Path) -> Iterator[Endpoint]:
 @pytest.fixture(scope="session")
 def prometheus_server(devservers_state_dir: Path) -> Iterator[Endpoint]:
     """Prometheus scraping every 1 s; ``.address`` is its base URL. Point it at exporters with
-    ``argus.devservers.prometheus.configure({job: ["host:port"]}, state_dir=Path(ep.state_dir))``."""
+    ``argus_dev.devservers.prometheus.configure({job: ["host:port"]}, state_dir=Path(ep.state_dir))``."""
     yield from _serve("prometheus", devservers_state_dir)

@@ -1051,7 +1051,7 @@ def check_metric_names(exprs: Iterable[tuple[str, str]], known: set[str], extra:
 # ---------------------------------------------------------------------------------------------------------------
 # Prometheus rules
 def find_promtool() -> str | None:
-    from argus.devservers.prometheus import _find
+    from argus_dev.devservers.prometheus import _find
 
     return _find("promtool")
 
@@ -1060,7 +1060,7 @@ def _promtool(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str
     exe = find_promtool()
     if exe is None:
         raise CheckError("promtool not found: expected /usr/bin/promtool from Debian's prometheus package "
-                         "(tests install it through argus.devservers.prometheus.PrometheusServer.install)")
+                         "(tests install it through argus_dev.devservers.prometheus.PrometheusServer.install)")
     return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 

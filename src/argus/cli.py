@@ -46,7 +46,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from argus.demo import print_summary, run_demo, run_distributed_demo
 
     if args.distributed:
-        from argus.cluster import Servers
+        from argus_dev.cluster import Servers
 
         result = run_distributed_demo(servers=Servers.from_dev(), data_dir=Path(args.data_dir))
     else:
@@ -491,7 +491,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from argus.devservers import manager
+    from argus_dev.devservers import manager
 
     return int(manager.main([args.action, *args.names]) or 0)
 

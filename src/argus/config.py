@@ -335,7 +335,7 @@ class Settings(BaseSettings):
         return out
 
 
-#: ``ARGUS_*`` variables that are not settings: the dev tooling's own (argus.devservers).
+#: ``ARGUS_*`` variables that are not settings: the dev tooling's own (argus_dev.devservers).
 TOOL_VARIABLES = frozenset({"ARGUS_REPO", "ARGUS_DEV_HOME", "ARGUS_DEV_STATE"})
 #: Settings that were renamed, so an old manifest fails with the new name instead of being silently ignored.
 RENAMED = {"ARGUS_BATCH_MAX": "ARGUS_INFERENCE_BATCH_MAX", "ARGUS_RETENTION_DAYS": "ARGUS_RETENTION_EVENTS_DAYS"}

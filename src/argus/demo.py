@@ -27,7 +27,7 @@ from argus.runtime.resources import Resources
 from argus.store.base import EventStore
 
 if TYPE_CHECKING:
-    from argus.cluster import Servers
+    from argus_dev.cluster import Servers
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,8 @@ def run_distributed_demo(*, servers: Servers, data_dir: Path, cameras_file: Path
     It resets the demo's topics, consumer groups and its own MongoDB database (``argus_demo``) first, so every
     run starts empty; the stages keep running until every frame has passed every stage, then stop on SIGTERM.
     """
-    from argus.cluster import LocalCluster
     from argus.schemas import TOPIC_DEADLETTER, TOPIC_FRAMES
+    from argus_dev.cluster import LocalCluster
 
     t0 = time.monotonic()
     cluster = LocalCluster(servers=servers, data_dir=data_dir, cameras_file=cameras_file)

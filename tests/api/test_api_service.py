@@ -15,7 +15,7 @@ from argus.api.app import create_app
 from argus.api.auth import Role
 from argus.api.limits import ApiMetrics
 from argus.runtime.resources import Resources
-from services.api.stage import serve
+from argus_services.api.stage import serve
 
 
 def free_port() -> int:

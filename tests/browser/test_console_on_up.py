@@ -13,8 +13,8 @@ import pytest
 from console_helpers import VIEWPORT
 from up_helpers import CLIP, PHOTO, cameras_file, start_up
 
-from argus.devservers import free_port
 from argus.store.sqlite import SqliteEventStore
+from argus_dev.devservers import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 

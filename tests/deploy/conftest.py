@@ -1,5 +1,5 @@
 """Fixtures for the deploy/ checks: the rendered overlays and promtool (installed on a clean machine through the
-project's own Debian-package installer, argus.devservers.prometheus)."""
+project's own Debian-package installer, argus_dev.devservers.prometheus)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
 @pytest.fixture(scope="session")
 def promtool() -> str:
     """promtool from Debian's prometheus package, apt-installed on first use like the dev Prometheus server."""
-    from argus.devservers import default_home
-    from argus.devservers.prometheus import PrometheusServer
+    from argus_dev.devservers import default_home
+    from argus_dev.devservers.prometheus import PrometheusServer
 
     if k8s_check.find_promtool() is None:
         PrometheusServer().install(default_home())

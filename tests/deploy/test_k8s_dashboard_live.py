@@ -18,9 +18,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from argus import demo
-from argus.devservers import Endpoint
-from argus.devservers.prometheus import configure, query
 from argus.runtime.http import Health, OpsServer
+from argus_dev.devservers import Endpoint
+from argus_dev.devservers.prometheus import configure, query
 
 pytestmark = pytest.mark.integration
 

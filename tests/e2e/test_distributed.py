@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from e2e_helpers import CAMERA_IDS, DEMO_CAMERAS, cameras_toml, wait
 
-from argus.cluster import INPUT_TOPICS, LocalCluster, Servers
 from argus.demo import enroll_demo_watchlist
-from argus.devservers import Endpoint
-from argus.devservers.prometheus import query
 from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
 from argus.runtime.resources import Resources
 from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, AlertV3, decode
+from argus_dev.cluster import INPUT_TOPICS, LocalCluster, Servers
+from argus_dev.devservers import Endpoint
+from argus_dev.devservers.prometheus import query
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from e2e_helpers import cameras_toml, wait
 
-from argus import devservers
-from argus.cluster import LocalCluster, Servers
 from argus.demo import enroll_demo_watchlist
-from argus.devservers import Endpoint
 from argus.runtime.resources import Resources
 from argus.schemas import TOPIC_DEADLETTER
+from argus_dev import devservers
+from argus_dev.cluster import LocalCluster, Servers
+from argus_dev.devservers import Endpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from up_helpers import CLIP, PHOTO, ROOT, cameras_file, clean_env, start_up
 
-from argus.devservers import free_port
 from argus.store.sqlite import SqliteEventStore
+from argus_dev.devservers import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ import cv2
 import pytest
 
 from argus.bus.kafka import KafkaBus
-from argus.devservers import Endpoint
 from argus.schemas import TOPIC_DEADLETTER, TOPIC_FACES, TOPIC_FRAMES, FrameV1, encode
+from argus_dev.devservers import Endpoint
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

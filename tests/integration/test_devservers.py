@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from argus import devservers
-from argus.devservers import DevServerError, Endpoint, pid_alive, port_open
-from argus.devservers.manager import SPECS
-from argus.devservers.prometheus import configure, query
+from argus_dev import devservers
+from argus_dev.devservers import DevServerError, Endpoint, pid_alive, port_open
+from argus_dev.devservers.manager import SPECS
+from argus_dev.devservers.prometheus import configure, query
 
 pytestmark = pytest.mark.integration
 

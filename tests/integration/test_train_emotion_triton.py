@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 import pytest
 
-from argus.devservers import Endpoint
 from argus.faces.align import emotion_crop
 from argus.faces.emotion import MODEL, EmotionClassifier
 from argus.faces.mtcnn import MtcnnDetector
@@ -28,6 +27,7 @@ from argus.imaging import read_image
 from argus.inference.backend import OnnxRuntimeBackend
 from argus.inference.triton import TritonBackend
 from argus.train_emotion import TrainConfig, train_emotion
+from argus_dev.devservers import Endpoint
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
-from argus.devservers import Endpoint
 from argus.errors import BackendError
 from argus.inference.backend import InferenceBackend, OnnxRuntimeBackend
 from argus.inference.triton import TritonBackend
+from argus_dev.devservers import Endpoint
 
 pytestmark = pytest.mark.integration
 

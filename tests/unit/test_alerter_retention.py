@@ -17,8 +17,8 @@ from argus.runtime.runner import Item
 from argus.schemas import TOPIC_MATCHES, MatchesV3, encode
 from argus.store.base import Retention
 from argus.store.sqlite import SqliteEventStore
-from services.alerter import stage
-from services.alerter.stage import AlerterProcessor
+from argus_services.alerter import stage
+from argus_services.alerter.stage import AlerterProcessor
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DAY = 86_400.0

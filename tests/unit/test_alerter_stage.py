@@ -17,7 +17,7 @@ from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
 from argus.schemas import TOPIC_MATCHES, AlertV3, MatchesV3, encode
 from argus.store.sqlite import SqliteEventStore
-from services.alerter.stage import AlerterProcessor
+from argus_services.alerter.stage import AlerterProcessor
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 T = 1_700_000_000.0

@@ -23,7 +23,7 @@ def _alive(pid: int) -> bool:
 def test_a_stage_started_by_a_killed_orchestrator_is_terminated_with_it() -> None:
     parent = subprocess.Popen([sys.executable, "-c", (
         "import subprocess, sys, time\n"
-        "from argus.cluster import _terminate_with_parent\n"
+        "from argus_dev.cluster import _terminate_with_parent\n"
         "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True,"
         " preexec_fn=_terminate_with_parent())\n"
         "print(p.pid, flush=True)\n"

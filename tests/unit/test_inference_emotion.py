@@ -29,7 +29,7 @@ from argus.metrics import StageMetrics, metric_total
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
 from argus.schemas import TOPIC_FRAMES, FacesV3, FrameV1, encode
-from services.inference.stage import InferenceProcessor
+from argus_services.inference.stage import InferenceProcessor
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CODED = {"surprise": "0-f1-su-ph.jpg", "happy": "0-f15-hao-ph.jpg", "angry": "15-f13-anc-ph.jpg",

@@ -20,7 +20,7 @@ from argus.ingest import MemorySource, ReaderState, ReaderStats
 from argus.ingest.health import HEALTH_KEYS, CameraHealthRecorder, health_doc
 from argus.runtime.resources import Resources
 from argus.store.sqlite import SqliteEventStore
-from services.ingest.stage import IngestService
+from argus_services.ingest.stage import IngestService
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 T = 1_700_000_000.0

@@ -18,7 +18,7 @@ from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
 from argus.schemas import TOPIC_FACES, FacesV3, FaceV3, MatchesV3, Quality, embedding_bytes, encode
-from services.matcher.stage import MatcherProcessor
+from argus_services.matcher.stage import MatcherProcessor
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DIM = 128

@@ -35,7 +35,7 @@ from argus.sinks.webhook import (
     sign,
     verify_signature,
 )
-from services.alerter.stage import make_sinks
+from argus_services.alerter.stage import make_sinks
 
 CROP = (Path(__file__).resolve().parents[2] / "assets/pyfeat/0-f15-hao-ph.jpg").read_bytes()
 SECRET = "whsec-7f3a9c1e5b2d4068a1c3e5f7b9d0"  # the signing key shared with the receiver

@@ -22,9 +22,9 @@ from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
 from argus.schemas import TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES, AlertV3, FacesV3, FrameV1, MatchesV3, encode
 from argus.store.sqlite import SqliteEventStore
-from services.alerter.stage import AlerterProcessor
-from services.inference.stage import InferenceProcessor
-from services.matcher.stage import MatcherProcessor
+from argus_services.alerter.stage import AlerterProcessor
+from argus_services.inference.stage import InferenceProcessor
+from argus_services.matcher.stage import MatcherProcessor
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 FRAMES = 12

@@ -41,7 +41,7 @@ class ClusterError(ArgusError):
 @dataclass(frozen=True)
 class Servers:
     """Where the real servers are. ``prometheus_state_dir`` lets the cluster register its stages as scrape
-    targets with the project's development Prometheus (``argus.devservers.prometheus.configure``)."""
+    targets with the project's development Prometheus (``argus_dev.devservers.prometheus.configure``)."""
 
     kafka: str
     triton: str
@@ -53,7 +53,7 @@ class Servers:
     @classmethod
     def from_dev(cls, *, state_dir: Path | None = None) -> Servers:
         """The servers ``argus dev up`` started; a clear error naming what is missing otherwise."""
-        from argus import devservers
+        from argus_dev import devservers
 
         st = devservers.status(state_dir=state_dir)
         missing = [n for n in ("kafka", "triton", "mongo") if st.get(n) is None]
@@ -183,7 +183,7 @@ class LocalCluster:
 
     def __init__(self, *, servers: Servers, data_dir: Path, cameras_file: Path, database: str = "argus_demo",
                  overrides: Mapping[str, Any] | None = None) -> None:
-        from argus.devservers import free_port
+        from argus_dev.devservers import free_port
 
         self.servers = servers
         self.data_dir = Path(data_dir).resolve()
@@ -265,7 +265,7 @@ class LocalCluster:
     def _register_with_prometheus(self) -> None:
         if self.servers.prometheus_state_dir is None:
             return
-        from argus.devservers.prometheus import configure
+        from argus_dev.devservers.prometheus import configure
 
         targets = {f"argus-{s}": [f"127.0.0.1:{p.metrics_port}"] for s, p in self.procs.items()}
         if self.servers.triton_metrics:

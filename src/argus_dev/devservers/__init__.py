@@ -12,7 +12,7 @@ Layout:
   ``<name>.json`` (the endpoint), ``<name>.log`` and ``<name>/`` (data). Tests use a temporary state dir so
   their servers never collide with a developer's.
 
-The public API is :func:`up`, :func:`down` and :func:`status` (implemented in :mod:`argus.devservers.manager`).
+The public API is :func:`up`, :func:`down` and :func:`status` (implemented in :mod:`argus_dev.devservers.manager`).
 """
 
 from __future__ import annotations
@@ -364,22 +364,22 @@ class ServerSpec:
 
 
 def up(names: Sequence[str] | None = None, **kwargs: Any) -> dict[str, Endpoint]:
-    """Start (or reuse) servers; see :func:`argus.devservers.manager.up`."""
-    from argus.devservers import manager
+    """Start (or reuse) servers; see :func:`argus_dev.devservers.manager.up`."""
+    from argus_dev.devservers import manager
 
     return manager.up(names, **kwargs)
 
 
 def down(names: Sequence[str] | None = None, **kwargs: Any) -> list[str]:
-    """Stop servers; see :func:`argus.devservers.manager.down`."""
-    from argus.devservers import manager
+    """Stop servers; see :func:`argus_dev.devservers.manager.down`."""
+    from argus_dev.devservers import manager
 
     return manager.down(names, **kwargs)
 
 
 def status(**kwargs: Any) -> dict[str, Endpoint | None]:
-    """Running servers; see :func:`argus.devservers.manager.status`."""
-    from argus.devservers import manager
+    """Running servers; see :func:`argus_dev.devservers.manager.status`."""
+    from argus_dev.devservers import manager
 
     return manager.status(**kwargs)
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from argus.devservers import (
+from argus_dev.devservers import (
     HOST,
     DevServerError,
     Launch,

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from argus.devservers import (
+from argus_dev.devservers import (
     DEFAULT_PORTS,
     HOST,
     SERVER_NAMES,
@@ -36,10 +36,10 @@ from argus.devservers import (
     terminate,
     wait_ready,
 )
-from argus.devservers.kafka import KafkaServer
-from argus.devservers.mongo import MongoServer
-from argus.devservers.prometheus import PrometheusServer
-from argus.devservers.triton import TritonServer
+from argus_dev.devservers.kafka import KafkaServer
+from argus_dev.devservers.mongo import MongoServer
+from argus_dev.devservers.prometheus import PrometheusServer
+from argus_dev.devservers.triton import TritonServer
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def up(names: Sequence[str] | None = None, *, ports: Mapping[str, int] | None = 
        kafka_properties: Mapping[str, str] | None = None, timeout_s: float | None = None) -> dict[str, Endpoint]:
     """Install (first time), start and wait for ``names`` (default: all four); reuse those already running.
 
-    ``ports`` overrides :data:`argus.devservers.DEFAULT_PORTS` per key; 0 asks for a free port. ``home`` holds the
+    ``ports`` overrides :data:`argus_dev.devservers.DEFAULT_PORTS` per key; 0 asks for a free port. ``home`` holds the
     installs, ``state_dir`` the PID files, logs and data. Raises :class:`DevServerError` naming the server that
     failed; servers that did start keep running (``down`` stops them).
     """

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from argus.devservers import HOST, DevServerError, Launch, ServerSpec, install_once, run_checked
+from argus_dev.devservers import HOST, DevServerError, Launch, ServerSpec, install_once, run_checked
 
 log = logging.getLogger(__name__)
 

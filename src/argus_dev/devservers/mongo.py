@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from argus.devservers import HOST, DevServerError, Launch, ServerSpec, install_once, make_venv
+from argus_dev.devservers import HOST, DevServerError, Launch, ServerSpec, install_once, make_venv
 
 log = logging.getLogger(__name__)
 

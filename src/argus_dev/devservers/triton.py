@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from argus.devservers import (
+from argus_dev.devservers import (
     HOST,
     DevServerError,
     Launch,
