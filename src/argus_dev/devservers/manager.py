@@ -39,6 +39,7 @@ from argus_dev.devservers import (
 from argus_dev.devservers.kafka import KafkaServer
 from argus_dev.devservers.mongo import MongoServer
 from argus_dev.devservers.prometheus import PrometheusServer
+from argus_dev.devservers.security import Security
 from argus_dev.devservers.triton import TritonServer
 
 log = logging.getLogger(__name__)
@@ -174,12 +175,14 @@ def _up_one(spec: ServerSpec, *, home: Path, state: Path, ports: dict[str, int],
 def up(names: Sequence[str] | None = None, *, ports: Mapping[str, int] | None = None, home: Path | None = None,
        state_dir: Path | None = None, model_repository: Path | None = None,
        prometheus_targets: Mapping[str, Sequence[str]] | None = None,
-       kafka_properties: Mapping[str, str] | None = None, timeout_s: float | None = None) -> dict[str, Endpoint]:
+       kafka_properties: Mapping[str, str] | None = None, timeout_s: float | None = None,
+       security: Security | None = None) -> dict[str, Endpoint]:
     """Install (first time), start and wait for ``names`` (default: all four); reuse those already running.
 
     ``ports`` overrides :data:`argus_dev.devservers.DEFAULT_PORTS` per key; 0 asks for a free port. ``home`` holds the
-    installs, ``state_dir`` the PID files, logs and data. Raises :class:`DevServerError` naming the server that
-    failed; servers that did start keep running (``down`` stops them).
+    installs, ``state_dir`` the PID files, logs and data. ``security`` (:mod:`argus_dev.devservers.security`) starts
+    Kafka, MongoDB and Triton with TLS and passwords instead of plaintext. Raises :class:`DevServerError` naming
+    the server that failed; servers that did start keep running (``down`` stops them).
     """
     wanted = _names(names)
     home_dir = Path(home) if home is not None else default_home()
@@ -189,7 +192,7 @@ def up(names: Sequence[str] | None = None, *, ports: Mapping[str, int] | None = 
     if unknown_ports:
         raise DevServerError(f"unknown port key(s) {sorted(unknown_ports)}: expected some of {sorted(DEFAULT_PORTS)}")
     options: dict[str, Any] = {"model_repository": model_repository, "prometheus_targets": prometheus_targets,
-                               "kafka_properties": kafka_properties or {}}
+                               "kafka_properties": kafka_properties or {}, "security": security}
     taken: set[int] = set()
     plans: dict[str, dict[str, int]] = {}
     for name in wanted:
