@@ -82,6 +82,9 @@ class Settings(BaseSettings):
         default=GalleryKind.faiss, description="Watch-list gallery: faiss (persisted) or memory (numpy, one process)."
     )
     gallery_path: Path | None = Field(default=None, description="FAISS gallery directory (default data_dir/gallery).")
+    gallery_sync: str = Field(
+        default="file", pattern="^(file|bus)$",
+        description="How replicas get gallery changes: file (one shared directory) or bus (topic argus.gallery.v1).")
     gallery_index: str = Field(
         default="flat", pattern="^(flat|hnsw|ivf)$", description="flat (exact), hnsw or ivf (approximate)."
     )

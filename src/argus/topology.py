@@ -24,6 +24,9 @@ CONSUMING_STAGES: tuple[str, ...] = tuple(s for s in STAGES if s in INPUT_TOPICS
 
 #: Every topic Argus creates.
 ALL_TOPICS: tuple[str, ...] = (TOPIC_FRAMES, TOPIC_FACES, TOPIC_MATCHES, TOPIC_ALERTS, TOPIC_DEADLETTER)
+#: The replicated gallery (ARGUS_GALLERY_SYNC=bus): compacted, keyed by person, one partition. Not in ALL_TOPICS:
+#: argus.gallery.replication creates it with its own config (argus.gallery.replication.GALLERY_TOPIC_CONFIG).
+TOPIC_GALLERY = "argus.gallery.v1"
 
 
 def consumer_group(stage: str) -> str:
