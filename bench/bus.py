@@ -1,6 +1,6 @@
 """Bus: real frame messages through the real Kafka broker, against the in-memory bus.
 
-Messages are ``argus.frames.v1`` (``FrameV1``, MessagePack) carrying real 1080p JPEGs (clip frames upscaled, ingest
+Messages are ``argus.frames.v2`` (``FrameV2``, MessagePack) carrying real 1080p JPEGs (clip frames upscaled, ingest
 quality 85, ~100 KB), keyed by six camera ids like ingest keys them. The broker is Apache Kafka from
 ``argus_dev.devservers`` (KRaft, one node, free ports, its own state dir, stopped afterwards); the client is the
 project's ``KafkaBus`` (acks=all, idempotent producer, linger 5 ms) and ``KafkaBusConsumer``.
@@ -24,7 +24,7 @@ import numpy as np
 
 from argus.bus.base import Bus
 from argus.bus.memory import MemoryBus
-from argus.schemas import FrameV1, encode
+from argus.schemas import FrameV2, encode
 from bench.common import BenchError, Context, Result, clip_frames, encode_all, upscale
 from bench.servers import serve
 
@@ -42,7 +42,7 @@ def frame_messages(n: int) -> list[tuple[bytes, bytes]]:
     out = []
     for i in range(n):
         cam = f"cam-{i % CAMERAS}"
-        msg = FrameV1(camera_id=cam, seq=i // CAMERAS, ts_capture=now, ts_ingest=now, width=1920, height=1080,
+        msg = FrameV2(camera_id=cam, seq=i // CAMERAS, ts_capture=now, ts_ingest=now, width=1920, height=1080,
                       jpeg=jpegs[i % len(jpegs)])
         out.append((msg.key(), encode(msg)))
     return out
@@ -97,7 +97,7 @@ def run(ctx: Context) -> None:
         k_p, k_c, join_s = _kafka(ep.address, msgs, "c")
         n_py = min(n, 30 if ctx.quick else 150)
         py_p, py_c, _ = _kafka(ep.address, msgs[:n_py], "python")
-    params = {"messages": n, "mean_message_kb": round(kb, 1), "frame": "1080p JPEG q85 in FrameV1",
+    params = {"messages": n, "mean_message_kb": round(kb, 1), "frame": "1080p JPEG q85 in FrameV2",
               "partitions": CAMERAS, "flush_every": FLUSH_EVERY, "producer": "acks=all, idempotent, linger 5 ms",
               "broker": "Apache Kafka, KRaft, 1 node, same host", "crc32c": "C (crc32c package)"}
     ctx.emit(Result(AREA, "kafka_produce_frames", k_p, "messages/s", "MemoryBus, same messages (messages/s)", mem_p,

@@ -48,7 +48,7 @@ from argus.metrics import StageMetrics, metric_total
 from argus.runtime.inprocess import InProcessPipeline
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
-from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES, FacesV3, FrameV1
+from argus.schemas import TOPIC_ALERTS, TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES, FacesV3, FrameV2
 from argus.topology import consumer_group
 from bench.common import BenchError, Context, Result, clip_frames, encode_all, percentile, upscale
 from bench.matcher import unit_gallery
@@ -169,7 +169,7 @@ def model_bound(env: Env, passes: int = 1) -> tuple[float, float]:
                     bus=MemoryBus(), backend=env.backend, pipeline=env.pipeline)
     proc = InferenceProcessor(res, StageMetrics("inference", registry=res.registry))
     n = len(env.jpegs)
-    msgs = [FrameV1(camera_id="model-bound", seq=i, ts_capture=1e9 + i / FPS, ts_ingest=1e9 + i / FPS,
+    msgs = [FrameV2(camera_id="model-bound", seq=i, ts_capture=1e9 + i / FPS, ts_ingest=1e9 + i / FPS,
                     width=env.frames[i % n].shape[1], height=env.frames[i % n].shape[0], jpeg=env.jpegs[i % n])
             for i in range(n * passes)]
     faces = 0

@@ -31,7 +31,7 @@ TITLES = {
     "models": "Models: ONNX Runtime batching, Triton vs in-process, dynamic batching",
     "emotion": "Emotion: FaceMesh + ECRL rules and TTA per face vs plain mini-Xception; stage frames/s with each on",
     "matcher": "Matcher: FAISS flat vs IVF, against the memory-bandwidth bound",
-    "bus": "Bus: real FrameV1 messages on Kafka vs the in-memory bus",
+    "bus": "Bus: real FrameV2 messages on Kafka vs the in-memory bus",
     "api": "Operator API: alert list over a large history, requests/s on one core, vs GET /healthz",
     "e2e": "End to end: the four stages vs the model-bound rate",
     "gpu": "GPU paths",

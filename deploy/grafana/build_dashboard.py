@@ -53,7 +53,7 @@ def panels() -> list[dict[str, Any]]:
         # ---- cameras
         panel("Frames published per camera (fps)",
               [("sum by (camera) (rate(argus_ingest_frames_published_total[1m]))", "{{camera}}")], "fps",
-              "Sampled frames each camera puts on argus.frames.v1."),
+              "Sampled frames each camera puts on argus.frames.v2."),
         panel("Frames dropped per camera (per s)",
               [("sum by (camera) (rate(argus_ingest_frames_dropped_total[1m]))", "{{camera}}")], "fps",
               "Oldest frames dropped because ingest could not publish fast enough (0 when healthy)."),

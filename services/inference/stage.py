@@ -28,7 +28,7 @@ from argus.imaging import decode_jpeg, encode_jpeg
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
-from argus.schemas import TOPIC_FACES, EndedTrackV2, FacesV3, FaceV3, FrameV1, Quality, embedding_bytes
+from argus.schemas import TOPIC_FACES, EndedTrackV2, FacesV3, FaceV3, FrameV2, Quality, embedding_bytes
 from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
 from argus.tracking import FrameResult, Tracker, TrackerConfig, face_score, should_embed
 
@@ -36,7 +36,7 @@ from argus.tracking import FrameResult, Tracker, TrackerConfig, face_score, shou
 class InferenceProcessor:
     stage = "inference"
     input_topic = INPUT_TOPICS["inference"]
-    input_type = FrameV1
+    input_type = FrameV2
     output_topics: tuple[str, ...] = OUTPUT_TOPICS["inference"]
 
     def __init__(self, resources: Resources, metrics: StageMetrics) -> None:
@@ -70,9 +70,9 @@ class InferenceProcessor:
             "ecrl_failures_total", "Embedded faces whose mesh gave no ECRL features (published with ecrl=()), by "
             "reason: mesh (box refused), no_face (mesh presence < 0.5), features (degenerate geometry).", ("reason",))
 
-    def process(self, items: Sequence[Item[FrameV1]]) -> list[Output | Reject]:
+    def process(self, items: Sequence[Item[FrameV2]]) -> list[Output | Reject]:
         out: list[Output | Reject] = []
-        good: list[Item[FrameV1]] = []
+        good: list[Item[FrameV2]] = []
         images: list[np.ndarray] = []
         for it in items:
             m = it.message
@@ -109,7 +109,7 @@ class InferenceProcessor:
         self.tracks_active.set(sum(len(c.tracks) for c in self.tracker.cameras.values()))
         return out
 
-    def _track(self, m: FrameV1, faces: FrameFaces, pending: dict[str, _Budget]) -> _FramePlan:
+    def _track(self, m: FrameV2, faces: FrameFaces, pending: dict[str, _Budget]) -> _FramePlan:
         """Associate the frame's faces with the camera's tracks and pick the ones worth embedding."""
         d = faces.detections
         result = self.tracker.update(m.camera_id, seq=m.seq, ts=m.ts_capture, width=m.width, height=m.height,
@@ -185,7 +185,7 @@ class _Budget:
 class _FramePlan:
     """One frame between tracking and publishing: its faces, their tracks and scores, which get embedded."""
 
-    message: FrameV1
+    message: FrameV2
     faces: FrameFaces
     result: FrameResult
     scores: list[float]
@@ -193,6 +193,6 @@ class _FramePlan:
     embedding: dict[int, np.ndarray]
 
 
-def build(resources: Resources) -> StageRunner[FrameV1]:
+def build(resources: Resources) -> StageRunner[FrameV2]:
     metrics = StageMetrics("inference", registry=resources.registry)
     return StageRunner.for_stage(InferenceProcessor(resources, metrics), resources, metrics)

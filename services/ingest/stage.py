@@ -1,4 +1,4 @@
-"""Ingest stage: cameras in, sampled JPEG frames out on ``argus.frames.v1``, keyed by camera.
+"""Ingest stage: cameras in, sampled JPEG frames out on ``argus.frames.v2``, keyed by camera.
 
 One reader thread per camera (with a read watchdog and reconnect backoff) fills a small drop-oldest queue, so a
 slow bus or inference stage costs old frames — counted per camera — never memory or latency. This loop drains the
@@ -20,7 +20,7 @@ from argus.ingest.reader import ReaderGroup, ReaderStats
 from argus.metrics import StageMetrics
 from argus.runtime.http import Health
 from argus.runtime.resources import Resources
-from argus.schemas import TOPIC_DEADLETTER, TOPIC_FRAMES, FrameV1, encode
+from argus.schemas import TOPIC_DEADLETTER, TOPIC_FRAMES, FrameV2, encode
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class IngestService:
                     t0 = time.perf_counter()
                     jpeg = encode_jpeg(frame.image, quality=self.quality, where=f"camera {frame.camera_id!r}")
                     self.encode_seconds.observe(time.perf_counter() - t0)
-                    msg = FrameV1(camera_id=frame.camera_id, seq=frame.seq, ts_capture=frame.ts, ts_ingest=time.time(),
+                    msg = FrameV2(camera_id=frame.camera_id, seq=frame.seq, ts_capture=frame.ts, ts_ingest=time.time(),
                                   width=frame.width, height=frame.height, jpeg=jpeg)
                     self.bus.publish(TOPIC_FRAMES, key=msg.key(), value=encode(msg))
                     self.published.labels(frame.camera_id).inc()

@@ -1,6 +1,6 @@
 """Versioned wire schemas for the four topics.
 
-Each message is a frozen pydantic model whose ``schema_id`` names its topic and version (``argus.frames.v1``).
+Each message is a frozen pydantic model whose ``schema_id`` names its topic and version (``argus.frames.v2``).
 On the wire it is MessagePack: pixels and embeddings travel as raw bytes (JPEG, little-endian float32), never as JSON
 floats, and a 1080p frame costs its JPEG size plus ~100 bytes. ``decode`` refuses anything that is not exactly a
 known schema, with an error that says which field was wrong, so a malformed or future-version message is skipped and
@@ -20,7 +20,7 @@ from argus.ecrl import Path as EmotionPath
 from argus.errors import SchemaError
 from argus.ids import PERSON_ID_PATTERN, SLUG_PATTERN
 
-TOPIC_FRAMES = "argus.frames.v1"
+TOPIC_FRAMES = "argus.frames.v2"
 TOPIC_FACES = "argus.faces.v3"
 TOPIC_MATCHES = "argus.matches.v3"
 TOPIC_ALERTS = "argus.alerts.v3"
@@ -31,6 +31,8 @@ RETIRED_SCHEMAS = {
     **{f"argus.{t}.v2": "a pre-ECRL version (no landmark features, no emotion path): drain the pipeline and upgrade "
                         "every stage together (README 'Upgrading')"
        for t in ("faces", "matches", "alerts")},
+    "argus.frames.v1": "a pre-motion-gating frame (no keyframe flag, no motion regions): drain the pipeline and "
+                       "upgrade ingest and inference together (README 'Upgrading')",
 }
 TOPIC_DEADLETTER = "argus.deadletter.v1"
 
@@ -92,15 +94,47 @@ def _f32_array(b: bytes, name: str, n: int | None = None) -> np.ndarray:
     return a
 
 
-class FrameV1(_FrameMessage):
-    """A sampled camera frame. Only ingest produces pixels; every later topic carries faces, not frames."""
+#: A box in frame pixels: x1, y1, x2, y2 (x2/y2 exclusive).
+BoxWire = tuple[float, float, float, float]
+#: Why ingest published a frame (argus.motion.Reason without "no_motion": a still frame is not published at all).
+GATE_REASONS: tuple[str, ...] = ("ungated", "motion", "periodic_full_frame", "first_frame", "light_change_reset")
+MAX_MOTION_REGIONS = 64  # more regions than this and ingest sends a keyframe instead: the whole frame moved
+
+
+class FrameV2(_FrameMessage):
+    """A sampled camera frame. Only ingest produces pixels; every later topic carries faces, not frames.
+
+    v2 carries ingest's motion gate (argus.motion): ``keyframe`` asks inference for a full-frame detection (the
+    periodic pass that finds a face standing still, the first frame, a light change, or gating off); otherwise
+    ``motion`` lists where something moved, in frame pixels, and the detector needs to look only there and around
+    the camera's open tracks. Frames in which nothing moved are not published at all (counted by ingest). The
+    defaults (a keyframe, no regions) are exactly v1's meaning: detect everywhere.
+    """
 
     SCHEMA: ClassVar[str] = TOPIC_FRAMES
-    schema_id: Literal["argus.frames.v1"] = "argus.frames.v1"
+    schema_id: Literal["argus.frames.v2"] = "argus.frames.v2"
     ts_ingest: float = Field(gt=0)
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     jpeg: bytes = Field(min_length=4)
+    keyframe: bool = True
+    gate: str = "ungated"
+    motion: tuple[BoxWire, ...] = Field(default=(), max_length=MAX_MOTION_REGIONS)
+
+    @field_validator("gate")
+    @classmethod
+    def _known_gate(cls, v: str) -> str:
+        if v not in GATE_REASONS:
+            raise ValueError(f"expected a gate reason ({', '.join(map(repr, GATE_REASONS))}), got {v!r}")
+        return v
+
+    @field_validator("motion")
+    @classmethod
+    def _finite_boxes(cls, v: tuple[BoxWire, ...]) -> tuple[BoxWire, ...]:
+        for b in v:
+            if not all(np.isfinite(x) for x in b) or not (b[2] > b[0] and b[3] > b[1]):
+                raise ValueError(f"expected finite boxes with x2 > x1 and y2 > y1, got {list(b)}")
+        return v
 
 
 class Quality(_Wire):
@@ -291,7 +325,7 @@ class AlertV3(_Message):
     _path = field_validator("emotion_path")(_check_path)
 
 
-MESSAGE_TYPES: dict[str, type[_Message]] = {m.SCHEMA: m for m in (FrameV1, FacesV3, MatchesV3, AlertV3)}
+MESSAGE_TYPES: dict[str, type[_Message]] = {m.SCHEMA: m for m in (FrameV2, FacesV3, MatchesV3, AlertV3)}
 M = TypeVar("M", bound=_Message)
 
 

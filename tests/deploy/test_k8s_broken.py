@@ -79,7 +79,7 @@ CASES: list[tuple[str, str, str, Mut, str]] = [
      "expected ConfigMap 'cameras'"),
     ("unknown field in ScaledObject", "ScaledObject", "argus-inference",
      lambda o: o["spec"].update(maxReplicas=3), "unknown field"),
-    ("wrong type in KafkaTopic", "KafkaTopic", "argus-frames-v1", lambda o: o["spec"].update(partitions="six"),
+    ("wrong type in KafkaTopic", "KafkaTopic", "argus-frames-v2", lambda o: o["spec"].update(partitions="six"),
      "expected type integer"),
     ("unknown field in Kafka listener", "Kafka", "argus",
      lambda o: o["spec"]["kafka"]["listeners"][0].update(authentification={"type": "tls"}), "unknown field"),

@@ -108,7 +108,7 @@ def clean_run(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 time.sleep(5)  # rate()/increase() over a window need a few scrapes after the last change
                 for expr in _dashboard_exprs():
                     dashboard[expr] = _prom(expr, servers.prometheus, timeout_s=10)
-            frames_total = sum(cluster.end_offsets("argus.frames.v1"))
+            frames_total = sum(cluster.end_offsets("argus.frames.v2"))
         events, alerts = _history(db)
         yield {"cluster": cluster, "db": db, "prom": prom, "dashboard": dashboard, "events": events,
                "alerts": alerts, "frames": frames_total, "alerts_topic": _alerts_on_topic(cluster),

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from argus.cameras import CameraRegistry, redact_url
 from argus.errors import ConfigError
 from argus.ids import SLUG_PATTERN, is_slug
-from argus.schemas import FrameV1
+from argus.schemas import FrameV2
 
 
 def toml_value(v: Any) -> str:
@@ -208,7 +208,7 @@ def test_mutated_registry_names_the_problem_and_never_the_credentials(
         assert not expect, f"accepted a registry with {expect}: {result!r}"
         for cam in result:
             assert not _leaks(repr(cam) + cam.safe_url, secrets), repr(cam)
-            assert WIRE_SLUG.match(cam.id), cam.id  # the id every wire message carries: FrameV1 must accept it
+            assert WIRE_SLUG.match(cam.id), cam.id  # the id every wire message carries: FrameV2 must accept it
             assert 0 < cam.fps <= 60
 
 
@@ -238,5 +238,5 @@ def test_wrong_typed_url_never_echoes_the_credentials(registry_file: Path) -> No
 
 def test_camera_id_with_a_trailing_newline_is_refused(registry_file: Path) -> None:
     result = load(registry_file, CAM.format(id='"gate-1\\n"', url='"rtsp://h/x"'))
-    assert isinstance(result, ConfigError), [c.id for c in result]  # FrameV1 refuses it: every frame would fail
-    FrameV1  # noqa: B018 - the schema that refuses it
+    assert isinstance(result, ConfigError), [c.id for c in result]  # FrameV2 refuses it: every frame would fail
+    FrameV2  # noqa: B018 - the schema that refuses it

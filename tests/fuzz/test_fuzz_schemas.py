@@ -27,7 +27,7 @@ from argus.schemas import (
     EndedTrackV2,
     FacesV3,
     FaceV3,
-    FrameV1,
+    FrameV2,
     LocationV1,
     MatchesV3,
     Quality,
@@ -36,8 +36,8 @@ from argus.schemas import (
     encode,
 )
 
-TYPES = [FrameV1, FacesV3, MatchesV3, AlertV3, DeadLetterV1]
-SCHEMA_IDS = [*sorted(MESSAGE_TYPES), *sorted(RETIRED_SCHEMAS), "argus.frames.v2", "argus.faces.v3", "",
+TYPES = [FrameV2, FacesV3, MatchesV3, AlertV3, DeadLetterV1]
+SCHEMA_IDS = [*sorted(MESSAGE_TYPES), *sorted(RETIRED_SCHEMAS), "argus.frames.v3", "argus.faces.v3", "",
               "ARGUS.FRAMES.V1"]
 
 # -- valid messages (no NaN, so == can check the round trip) -------------------------------------------------------
@@ -56,7 +56,7 @@ quality = st.builds(Quality, size=st.floats(min_value=0, allow_nan=False), blur=
 candidate = st.builds(CandidateV1, person_id=person_id, display_name=text, watchlist=text, score=real)
 frame_fields = dict(camera_id=slug, seq=count, ts_capture=positive)
 
-frames = st.builds(FrameV1, **frame_fields, ts_ingest=positive, width=st.integers(1, 2**63 - 1),
+frames = st.builds(FrameV2, **frame_fields, ts_ingest=positive, width=st.integers(1, 2**63 - 1),
                    height=st.integers(1, 2**63 - 1), jpeg=st.binary(min_size=4, max_size=64))
 states = st.sampled_from(["tentative", "confirmed", "lost"])
 paths = st.sampled_from(PATHS)
@@ -94,7 +94,7 @@ dead_letters = st.builds(
     DeadLetterV1, camera_id=text, stage=text, source_topic=text, source_partition=st.integers(-(2**63), 2**63 - 1),
     source_offset=st.integers(-(2**63), 2**63 - 1), error_kind=text, error=text, ts=real, payload=blob,
 )
-VALID = {FrameV1: frames, FacesV3: faces, MatchesV3: matches, AlertV3: alerts, DeadLetterV1: dead_letters}
+VALID = {FrameV2: frames, FacesV3: faces, MatchesV3: matches, AlertV3: alerts, DeadLetterV1: dead_letters}
 
 
 def check_decode(data: bytes, kind: type) -> None:
@@ -201,10 +201,10 @@ def test_valid_messages_round_trip(kind: type, data: st.DataObject) -> None:
 def test_an_integer_beyond_msgpack_range_is_a_schema_error_not_an_unencodable_message() -> None:
     # lax parsing read seq "18446744073709551616" (2**64, as a string) into an int; the decoded frame then raised
     # OverflowError when re-encoded (a stage crash, not a dead letter)
-    raw = msgpack.unpackb(encode(FrameV1(camera_id="0", seq=0, ts_capture=1, ts_ingest=1, width=1, height=1,
+    raw = msgpack.unpackb(encode(FrameV2(camera_id="0", seq=0, ts_capture=1, ts_ingest=1, width=1, height=1,
                                          jpeg=b"\x00" * 4)))
     raw["seq"] = "18446744073709551616"
     with pytest.raises(SchemaError, match=r"seq: .*64-bit range"):
-        decode(msgpack.packb(raw), FrameV1)
+        decode(msgpack.packb(raw), FrameV2)
     raw["seq"] = str(2**64 - 1)  # the largest MessagePack integer still decodes
-    assert decode(msgpack.packb(raw), FrameV1).seq == 2**64 - 1
+    assert decode(msgpack.packb(raw), FrameV2).seq == 2**64 - 1

@@ -14,7 +14,7 @@ import cv2
 import pytest
 
 from argus.bus.kafka import KafkaBus
-from argus.schemas import TOPIC_DEADLETTER, TOPIC_FACES, TOPIC_FRAMES, FrameV1, encode
+from argus.schemas import TOPIC_DEADLETTER, TOPIC_FACES, TOPIC_FRAMES, FrameV2, encode
 from argus_dev.devservers import Endpoint
 
 pytestmark = pytest.mark.integration
@@ -39,9 +39,9 @@ def test_a_corrupt_frame_is_dead_lettered_named_and_replayable_while_good_frames
         ok, jpeg = cv2.imencode(".jpg", face)
         assert ok
         now = time.time()
-        frames = [FrameV1(camera_id="gate-dl", seq=i, ts_capture=now, ts_ingest=now, width=face.shape[1],
+        frames = [FrameV2(camera_id="gate-dl", seq=i, ts_capture=now, ts_ingest=now, width=face.shape[1],
                           height=face.shape[0], jpeg=jpeg.tobytes()) for i in (1, 3)]
-        frames.insert(1, FrameV1(camera_id="gate-dl", seq=2, ts_capture=now, ts_ingest=now, width=640, height=480,
+        frames.insert(1, FrameV2(camera_id="gate-dl", seq=2, ts_capture=now, ts_ingest=now, width=640, height=480,
                                  jpeg=jpeg.tobytes()[:800]))  # truncated in transit
         for f in frames:
             bus.publish(TOPIC_FRAMES, key=f.key(), value=encode(f))

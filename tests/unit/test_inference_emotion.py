@@ -28,7 +28,7 @@ from argus.inference.backend import OnnxRuntimeBackend
 from argus.metrics import StageMetrics, metric_total
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
-from argus.schemas import TOPIC_FRAMES, FacesV3, FrameV1, encode
+from argus.schemas import TOPIC_FRAMES, FacesV3, FrameV2, encode
 from argus_services.inference.stage import InferenceProcessor
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -64,15 +64,15 @@ class BrokenMesh(ModelCounting):
         return out
 
 
-def _frames(clip: str, n: int, camera: str = "north-gate") -> list[FrameV1]:
+def _frames(clip: str, n: int, camera: str = "north-gate") -> list[FrameV2]:
     t0 = time.time()
-    return [FrameV1(camera_id=camera, seq=i, ts_capture=t0 + i * 0.2, ts_ingest=t0 + i * 0.2, width=f.shape[1],
+    return [FrameV2(camera_id=camera, seq=i, ts_capture=t0 + i * 0.2, ts_ingest=t0 + i * 0.2, width=f.shape[1],
                     height=f.shape[0], jpeg=encode_jpeg(f)) for i, (_, f) in enumerate(sample_frames(ASSETS / clip, n))]
 
 
-def _still(name: str, seq: int = 0) -> FrameV1:
+def _still(name: str, seq: int = 0) -> FrameV2:
     f = read_image(str(ASSETS / "pyfeat" / name))
-    return FrameV1(camera_id=f"cam-{name[:6]}", seq=seq, ts_capture=time.time(), ts_ingest=time.time(),
+    return FrameV2(camera_id=f"cam-{name[:6]}", seq=seq, ts_capture=time.time(), ts_ingest=time.time(),
                    width=f.shape[1], height=f.shape[0], jpeg=encode_jpeg(f))
 
 
@@ -84,7 +84,7 @@ def _processor(tmp_path: Path, backend: Any, **settings: Any) -> tuple[Inference
     return InferenceProcessor(res, StageMetrics("inference", registry=reg)), reg
 
 
-def _run(proc: InferenceProcessor, frames: list[FrameV1], backend: ModelCounting | None = None,
+def _run(proc: InferenceProcessor, frames: list[FrameV2], backend: ModelCounting | None = None,
          batch: int = 4) -> tuple[list[FacesV3], list[int]]:
     """Faces messages, and the emotion-model calls each micro-batch made."""
     out: list[FacesV3] = []

@@ -338,7 +338,7 @@ def test_the_not_erasable_list_names_each_topic_with_its_retention():
     lines = ops.not_erasable_now()
     assert [ln.split(":")[0] for ln in lines[: len(ALL_TOPICS)]] == [f"Kafka topic {t}" for t in ALL_TOPICS]
     assert "(168 h)" in next(ln for ln in lines if "argus.alerts.v3" in ln)
-    assert "(6 h)" in next(ln for ln in lines if "argus.frames.v1" in ln)
+    assert "(6 h)" in next(ln for ln in lines if "argus.frames.v2" in ln)
 
 
 def test_services_from_resources_takes_the_settings_floors(tmp_path, ort_backend):

@@ -16,14 +16,14 @@ from argus.metrics import StageMetrics
 from argus.retry import Backoff
 from argus.runtime.http import Health
 from argus.runtime.runner import Item, Output, Reject, StageRunner
-from argus.schemas import TOPIC_DEADLETTER, TOPIC_FRAMES, DeadLetterV1, FrameV1, decode, encode
+from argus.schemas import TOPIC_DEADLETTER, TOPIC_FRAMES, DeadLetterV1, FrameV2, decode, encode
 
 OUT = "argus.test-out.v1"
 
 
-def frame(seq: int, cam: str = "cam-1", jpeg: bytes = b"\xff\xd8ok") -> FrameV1:
+def frame(seq: int, cam: str = "cam-1", jpeg: bytes = b"\xff\xd8ok") -> FrameV2:
     now = time.time()
-    return FrameV1(camera_id=cam, seq=seq, ts_capture=now, ts_ingest=now, width=4, height=4, jpeg=jpeg)
+    return FrameV2(camera_id=cam, seq=seq, ts_capture=now, ts_ingest=now, width=4, height=4, jpeg=jpeg)
 
 
 class Echo:
@@ -31,7 +31,7 @@ class Echo:
 
     stage = "echo"
     input_topic = TOPIC_FRAMES
-    input_type = FrameV1
+    input_type = FrameV2
     output_topics = (OUT,)
 
     def __init__(self) -> None:
@@ -40,7 +40,7 @@ class Echo:
         self.config_error_on_seq: int | None = None
         self.calls = 0
 
-    def process(self, items: Sequence[Item[FrameV1]]) -> list[Output | Reject]:
+    def process(self, items: Sequence[Item[FrameV2]]) -> list[Output | Reject]:
         self.calls += 1
         if self.transient_failures:
             self.transient_failures -= 1
@@ -63,7 +63,7 @@ class Echo:
         pass
 
 
-def make(bus: MemoryBus, proc: Echo, **kw: object) -> StageRunner[FrameV1]:
+def make(bus: MemoryBus, proc: Echo, **kw: object) -> StageRunner[FrameV2]:
     return StageRunner(processor=proc, bus=bus, metrics=StageMetrics("echo", registry=CollectorRegistry()),
                        health=Health(), batch_max=8, batch_wait_s=0.01, poll_timeout_s=0.05,
                        backoff=Backoff(initial_s=0.001, max_s=0.01, jitter=0.0), **kw)  # type: ignore[arg-type]
@@ -76,7 +76,7 @@ def outputs(bus: MemoryBus, topic: str = OUT) -> list[bytes]:
     return got
 
 
-def publish(bus: MemoryBus, *frames: FrameV1 | bytes) -> None:
+def publish(bus: MemoryBus, *frames: FrameV2 | bytes) -> None:
     bus.ensure_topics([TOPIC_FRAMES])
     for f in frames:
         bus.publish(TOPIC_FRAMES, key=b"cam-1", value=f if isinstance(f, bytes) else encode(f))
@@ -88,7 +88,7 @@ def test_malformed_and_rejected_messages_are_dead_lettered_with_the_reason_and_t
     publish(bus, frame(1), b"\x92not-a-frame", frame(2, jpeg=b"\xff\xd8bad"), frame(3))
     while runner.run_once():
         pass
-    assert [decode(v, FrameV1).seq for v in outputs(bus)] == [1, 3]
+    assert [decode(v, FrameV2).seq for v in outputs(bus)] == [1, 3]
     dead = [decode(v, DeadLetterV1) for v in outputs(bus, TOPIC_DEADLETTER)]
     assert [(d.error_kind, d.source_offset) for d in dead] == [("schema", 1), ("corrupt_frame", 2)]
     assert "frame 2 corrupt" in dead[1].error and dead[1].camera_id == "cam-1"
@@ -100,7 +100,7 @@ def test_an_input_error_raised_for_one_item_is_isolated_from_its_batch():
     runner = make(bus, Echo())
     publish(bus, frame(1), frame(2, jpeg=b"\xff\xd8raise"), frame(3))
     runner.run_once()
-    assert [decode(v, FrameV1).seq for v in outputs(bus)] == [1, 3]
+    assert [decode(v, FrameV2).seq for v in outputs(bus)] == [1, 3]
     assert [decode(v, DeadLetterV1).error_kind for v in outputs(bus, TOPIC_DEADLETTER)] == ["input"]
 
 
@@ -112,7 +112,7 @@ def test_transient_failures_are_retried_and_nothing_is_lost():
     publish(bus, frame(1), frame(2))
     runner.run_once()
     assert proc.calls == 3
-    assert [decode(v, FrameV1).seq for v in outputs(bus)] == [1, 2]
+    assert [decode(v, FrameV2).seq for v in outputs(bus)] == [1, 2]
     assert outputs(bus, TOPIC_DEADLETTER) == []
     assert runner.health.ready is True and "unavailable" not in runner.health.detail
 
@@ -143,7 +143,7 @@ def test_an_outage_holds_the_batch_uncommitted_and_not_ready_never_dead_letters_
     proc.transient_failures = 0
     again = make(bus, proc)
     again.run_once()
-    assert [decode(v, FrameV1).seq for v in outputs(bus)] == [1, 2]
+    assert [decode(v, FrameV2).seq for v in outputs(bus)] == [1, 2]
     assert bus.pending("argus-echo", [TOPIC_FRAMES]) == 0
 
 
@@ -154,7 +154,7 @@ def test_an_error_no_retry_can_fix_is_dead_lettered_at_once_for_its_item_only():
     runner = make(bus, proc)
     publish(bus, frame(1), frame(2), frame(3))
     runner.run_once()
-    assert [decode(v, FrameV1).seq for v in outputs(bus)] == [1, 3]
+    assert [decode(v, FrameV2).seq for v in outputs(bus)] == [1, 3]
     dead = [decode(v, DeadLetterV1) for v in outputs(bus, TOPIC_DEADLETTER)]
     assert [(d.error_kind, d.source_offset) for d in dead] == [("ConfigError", 1)]
     assert proc.calls == 4  # the batch once, then each item once: no retries of the hopeless one
@@ -167,7 +167,7 @@ def test_a_broker_that_does_not_acknowledge_holds_the_batch_and_publishes_it_aga
     publish(bus, frame(1))
     runner.run_once()
     assert bus.flush_calls == 3
-    assert [decode(v, FrameV1).seq for v in outputs(bus)] == [1, 1, 1]  # at-least-once: the same message again
+    assert [decode(v, FrameV2).seq for v in outputs(bus)] == [1, 1, 1]  # at-least-once: the same message again
     assert bus.pending("argus-echo", [TOPIC_FRAMES]) == 0
 
 
@@ -200,7 +200,7 @@ def test_a_crash_before_commit_redelivers_the_whole_batch_to_the_restarted_stage
     restarted = make(bus, Echo())
     restarted.run_once()
     assert bus.pending("argus-echo", [TOPIC_FRAMES]) == 0
-    assert sorted(decode(v, FrameV1).seq for v in outputs(bus)) == [1, 2, 3]
+    assert sorted(decode(v, FrameV2).seq for v in outputs(bus)) == [1, 2, 3]
 
 
 def test_micro_batch_closes_at_batch_max():

@@ -10,7 +10,7 @@ from argus.schemas import (
     AlertV3,
     FacesV3,
     FaceV3,
-    FrameV1,
+    FrameV2,
     MatchesV3,
     Quality,
     decode,
@@ -20,11 +20,11 @@ from argus.schemas import (
 )
 
 
-def _frame(**kw: object) -> FrameV1:
+def _frame(**kw: object) -> FrameV2:
     base = dict(camera_id="gate-1", seq=7, ts_capture=time.time(), ts_ingest=time.time(), width=640, height=360,
                 jpeg=b"\xff\xd8\xff\xe0JFIF")
     base.update(kw)
-    return FrameV1(**base)  # type: ignore[arg-type]
+    return FrameV2(**base)  # type: ignore[arg-type]
 
 
 def _faces() -> FacesV3:
@@ -39,7 +39,7 @@ def _faces() -> FacesV3:
 
 def test_frame_round_trips_through_the_wire_codec_with_jpeg_bytes_intact():
     f = _frame()
-    assert decode(encode(f), FrameV1) == f
+    assert decode(encode(f), FrameV2) == f
     assert f.key() == b"gate-1"
 
 
@@ -54,34 +54,34 @@ def test_embedding_travels_as_binary_float32_not_json_floats():
 
 def test_unknown_schema_version_is_rejected_naming_both_versions():
     raw = msgpack.unpackb(encode(_frame()))
-    raw["schema_id"] = "argus.frames.v2"
-    with pytest.raises(SchemaError, match=r"expected schema 'argus.frames.v1', got 'argus.frames.v2'"):
-        decode(msgpack.packb(raw), FrameV1)
+    raw["schema_id"] = "argus.frames.v3"
+    with pytest.raises(SchemaError, match=r"expected schema 'argus.frames.v2', got 'argus.frames.v3'"):
+        decode(msgpack.packb(raw), FrameV2)
 
 
 def test_garbage_bytes_are_a_schema_error_not_a_library_traceback():
     with pytest.raises(SchemaError, match="not a MessagePack message"):
-        decode(b"\xc1\x00garbage", FrameV1)
+        decode(b"\xc1\x00garbage", FrameV2)
     with pytest.raises(SchemaError, match="expected a map"):
-        decode(msgpack.packb([1, 2, 3]), FrameV1)
+        decode(msgpack.packb([1, 2, 3]), FrameV2)
 
 
 def test_malformed_field_is_named_in_the_error():
     raw = msgpack.unpackb(encode(_frame()))
     raw["seq"] = -1
     with pytest.raises(SchemaError, match=r"seq: .*greater than or equal to 0"):
-        decode(msgpack.packb(raw), FrameV1)
+        decode(msgpack.packb(raw), FrameV2)
     raw = msgpack.unpackb(encode(_frame()))
     raw["camera_id"] = "Bad Camera!"
     with pytest.raises(SchemaError, match="camera_id"):
-        decode(msgpack.packb(raw), FrameV1)
+        decode(msgpack.packb(raw), FrameV2)
 
 
 def test_unknown_extra_field_is_rejected():
     raw = msgpack.unpackb(encode(_frame()))
     raw["person_id"] = "x"
     with pytest.raises(SchemaError, match="person_id"):
-        decode(msgpack.packb(raw), FrameV1)
+        decode(msgpack.packb(raw), FrameV2)
 
 
 def test_message_of_another_topic_is_rejected():

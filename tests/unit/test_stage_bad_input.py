@@ -27,7 +27,7 @@ from argus.schemas import (
     TOPIC_MATCHES,
     DeadLetterV1,
     FacesV3,
-    FrameV1,
+    FrameV2,
     decode,
     encode,
 )
@@ -52,9 +52,9 @@ def _read_all(bus: MemoryBus, topic: str) -> list[bytes]:
     return out
 
 
-def _frame(seq: int, jpeg: bytes, cam: str = "north-gate") -> FrameV1:
+def _frame(seq: int, jpeg: bytes, cam: str = "north-gate") -> FrameV2:
     now = time.time()
-    return FrameV1(camera_id=cam, seq=seq, ts_capture=now, ts_ingest=now, width=640, height=480, jpeg=jpeg)
+    return FrameV2(camera_id=cam, seq=seq, ts_capture=now, ts_ingest=now, width=640, height=480, jpeg=jpeg)
 
 
 def test_a_corrupt_jpeg_is_dead_lettered_naming_camera_and_frame_and_good_frames_still_yield_faces(resources):

@@ -20,7 +20,7 @@ from argus.imaging import encode_jpeg
 from argus.metrics import StageMetrics
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
-from argus.schemas import TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES, AlertV3, FacesV3, FrameV1, MatchesV3, encode
+from argus.schemas import TOPIC_FACES, TOPIC_FRAMES, TOPIC_MATCHES, AlertV3, FacesV3, FrameV2, MatchesV3, encode
 from argus.store.sqlite import SqliteEventStore
 from argus_services.alerter.stage import AlerterProcessor
 from argus_services.inference.stage import InferenceProcessor
@@ -44,14 +44,14 @@ def res(tmp_path_factory: pytest.TempPathFactory) -> Resources:
     return r
 
 
-def _item(topic: str, offset: int, msg: FrameV1 | FacesV3 | MatchesV3) -> Item:  # type: ignore[type-arg]
+def _item(topic: str, offset: int, msg: FrameV2 | FacesV3 | MatchesV3) -> Item:  # type: ignore[type-arg]
     return Item(Record(topic=topic, partition=0, offset=offset, key=msg.key(), value=encode(msg), timestamp_ms=0),
                 msg)
 
 
 def _visit(res: Resources, clip: str, camera: str) -> tuple[list[FacesV3], list[MatchesV3], list[AlertV3]]:
     t0 = time.time()
-    frames = [FrameV1(camera_id=camera, seq=i, ts_capture=t0 + i * 0.2, ts_ingest=t0 + i * 0.2, width=f.shape[1],
+    frames = [FrameV2(camera_id=camera, seq=i, ts_capture=t0 + i * 0.2, ts_ingest=t0 + i * 0.2, width=f.shape[1],
                       height=f.shape[0], jpeg=encode_jpeg(f))
               for i, (_, f) in enumerate(sample_frames(ASSETS / clip, FRAMES))]
     reg = CollectorRegistry()
@@ -122,7 +122,7 @@ def test_a_camera_whose_frame_size_changes_ends_its_tracks_and_starts_new_ones(r
     half = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2))
     out = []
     for seq, frame in enumerate([img, img, half]):
-        m = FrameV1(camera_id="north-gate", seq=seq, ts_capture=t0 + seq * 0.2, ts_ingest=t0, width=frame.shape[1],
+        m = FrameV2(camera_id="north-gate", seq=seq, ts_capture=t0 + seq * 0.2, ts_ingest=t0, width=frame.shape[1],
                     height=frame.shape[0], jpeg=encode_jpeg(frame))
         out += [o.message for o in inference.process([_item(TOPIC_FRAMES, seq, m)]) if isinstance(o, Output)]
     first, last = out[0].faces[0].track_id, out[-1]
