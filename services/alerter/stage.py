@@ -195,15 +195,17 @@ def make_sinks(resources: Resources) -> list[AlertSink]:
         sinks.append(LogSink())
     if "webhook" in s.sinks:
         from argus.errors import ConfigError
-        from argus.sinks.webhook import WebhookSink
+        from argus.sinks.outbox import durable_webhook
 
         # Settings refuse an enabled webhook without a URL or a key; refuse here too rather than post unsigned.
         if s.webhook_url is None or s.webhook_signing_secret is None:
             raise ConfigError("sink 'webhook': expected ARGUS_WEBHOOK_URL and a signing key (ARGUS_WEBHOOK_SECRET "
                               "or ARGUS_WEBHOOK_SECRET_FILE), got "
                               f"{'no URL' if s.webhook_url is None else 'no key'}")
-        sinks.append(WebhookSink(url=s.webhook_url.get_secret_value(),
-                                 secret=s.webhook_signing_secret.get_secret_value()))
+        # Queued in a durable outbox and delivered by its own thread: a slow or failing receiver never stalls the
+        # stream, and an alert it refuses for a minute is delivered when it returns (argus/sinks/outbox.py).
+        sinks.append(durable_webhook(url=s.webhook_url.get_secret_value(), data_dir=s.data_dir,
+                                     secret=s.webhook_signing_secret.get_secret_value(), registry=resources.registry))
     return sinks
 
 

@@ -433,7 +433,9 @@ def test_make_sinks_signs_with_the_configured_key(monkeypatch: pytest.MonkeyPatc
     sinks = make_sinks(Resources(load_settings(data_dir=tmp_path, metrics_port=0)))
     assert [x.name for x in sinks] == ["log", "webhook"]
     sinks[1].send(_alert())
+    assert sinks[1].wait_idle(10)  # type: ignore[attr-defined]  # the alerter's webhook delivers from an outbox
     assert verifier.verdicts == ["ok"]
+    assert list((tmp_path / "outbox").glob("webhook-*.sqlite")), "expected a durable outbox in the data dir"
 
 
 @pytest.mark.parametrize(("env", "expected"), [

@@ -29,6 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from argus.cameras import redact_url
@@ -145,6 +146,20 @@ def alert_payload(alert: AlertV3) -> dict[str, Any]:
     return body
 
 
+def body_of(alert: AlertV3) -> bytes:
+    """The exact bytes posted (and signed) for ``alert``."""
+    return json.dumps(alert_payload(alert), separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    """One POST's outcome: delivered, or not and whether trying again can help (5xx, 408/429, network)."""
+
+    ok: bool
+    retry: bool
+    reason: str
+
+
 class WebhookSink:
     name = "webhook"
 
@@ -191,44 +206,54 @@ class WebhookSink:
         return {**self._headers, "Idempotency-Key": alert_id, TIMESTAMP_HEADER: str(ts),
                 SIGNATURE_HEADER: f"{SIGNATURE_SCHEME}={_digest(self._secret, str(ts), data)}"}
 
+    def attempt(self, data: bytes, alert_id: str) -> Attempt:
+        """One signed POST of ``data`` (bounded by ``timeout_s``): what happened and whether a retry can help."""
+        # Signed per attempt: a retry after a long backoff must not look like a replay to the receiver.
+        headers = self._signed_headers(data, alert_id)
+        req = urllib.request.Request(self._url, data=data, headers=headers, method="POST")
+        try:
+            with self._opener.open(req, timeout=self._timeout) as resp:
+                resp.read(64 * 1024)  # drain so the connection closes cleanly; the body is not used
+                status = int(resp.status)
+            if 200 <= status < 300:
+                return Attempt(ok=True, retry=False, reason=f"HTTP {status}")
+            return Attempt(ok=False, retry=False, reason=f"HTTP {status}")  # 1xx/3xx that urllib did not follow
+        except urllib.error.HTTPError as e:
+            e.close()
+            return Attempt(ok=False, retry=e.code >= 500 or e.code in RETRYABLE_4XX, reason=f"HTTP {e.code}")
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+            reason = e.reason if isinstance(e, urllib.error.URLError) else e
+            return Attempt(ok=False, retry=True, reason=f"connection error: {reason}")
+
+    def failure(self, alert_id: str, attempts: int, last: str) -> SinkError:
+        hint = " (the receiver may have rejected the signature: check both sides use the same secret and " \
+               "clocks agree)" if last in ("HTTP 401", "HTTP 403") else ""
+        return SinkError(
+            f"webhook {self.url_redacted}: alert {alert_id} not delivered after {attempts} attempt(s), "
+            f"expected HTTP 2xx, got {last}{hint}"
+        )
+
     def send(self, alert: AlertV3) -> None:
-        data = json.dumps(alert_payload(alert), separators=(",", ":")).encode()
+        """Deliver now, retrying ``retries`` times; SinkError when that was not enough (the caller waits)."""
+        data = body_of(alert)
         last = "no attempt"
         attempts = self._retries + 1
         for attempt in range(1, attempts + 1):
-            # Signed per attempt: a retry after a long backoff must not look like a replay to the receiver.
-            headers = self._signed_headers(data, alert.alert_id)
-            req = urllib.request.Request(self._url, data=data, headers=headers, method="POST")
-            try:
-                with self._opener.open(req, timeout=self._timeout) as resp:
-                    resp.read(64 * 1024)  # drain so the connection closes cleanly; the body is not used
-                    status = int(resp.status)
-                if 200 <= status < 300:
-                    if attempt > 1:
-                        log.info("webhook %s: alert %s delivered on attempt %d", self.url_redacted,
-                                 alert.alert_id, attempt)
-                    return
-                last, retry = f"HTTP {status}", False  # 1xx/3xx that urllib did not follow
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}"
-                retry = e.code >= 500 or e.code in RETRYABLE_4XX
-                e.close()
-            except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-                reason = e.reason if isinstance(e, urllib.error.URLError) else e
-                last, retry = f"connection error: {reason}", True
-            if not retry:
+            outcome = self.attempt(data, alert.alert_id)
+            if outcome.ok:
+                if attempt > 1:
+                    log.info("webhook %s: alert %s delivered on attempt %d", self.url_redacted,
+                             alert.alert_id, attempt)
+                return
+            last = outcome.reason
+            if not outcome.retry:
                 break
             if attempt < attempts:
                 delay = self._backoff.delay(attempt - 1)
                 log.warning("webhook %s: alert %s attempt %d/%d failed (%s), retrying in %.2fs",
                             self.url_redacted, alert.alert_id, attempt, attempts, last, delay)
                 time.sleep(delay)
-        hint = " (the receiver may have rejected the signature: check both sides use the same secret and " \
-               "clocks agree)" if last in ("HTTP 401", "HTTP 403") else ""
-        raise SinkError(
-            f"webhook {self.url_redacted}: alert {alert.alert_id} not delivered after {attempt} attempt(s), "
-            f"expected HTTP 2xx, got {last}{hint}"
-        )
+        raise self.failure(alert.alert_id, attempt, last)
 
     def close(self) -> None:
         pass
