@@ -4,6 +4,10 @@ Producer settings favour not losing acknowledged frames over latency: ``acks=all
 (no duplicates from producer retries, order kept per partition). Consumers never auto-commit; the stage runner
 commits after its own outputs were flushed. Errors from kafka-python are translated into BusError naming the
 topic and broker.
+
+Every client the bus builds (producer, consumers, the admin and offset readers) gets the same
+:class:`KafkaSecurity`: TLS and/or SASL (SCRAM-SHA-512 in production), so no connection is ever opened in plaintext
+by one forgotten code path.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from argus.bus.base import Record
@@ -38,6 +44,53 @@ def _retriable(exc: object) -> bool:
     return isinstance(exc, KafkaTimeoutError) or bool(getattr(exc, "retriable", False))
 
 
+#: kafka-python's names for the listener protocols; SASL_PLAINTEXT only with ``allow_sasl_plaintext``.
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaSecurity:
+    """How every connection to the brokers is protected. The default is the development broker's plaintext.
+
+    Built from settings by :meth:`argus.config.Settings.kafka_security`, which already refused the unsafe mixes;
+    the checks here keep a hand-built one (tests, benchmarks) as strict.
+    """
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    #: PEM bundle of the CAs that sign the brokers' certificates; None: the system trust store.
+    cafile: Path | None = None
+
+    def __post_init__(self) -> None:
+        from argus.errors import ConfigError
+
+        if self.protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(f"Kafka security protocol: expected one of {', '.join(SECURITY_PROTOCOLS)}, "
+                              f"got {self.protocol!r}")
+        if self.protocol.startswith("SASL_"):
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise ConfigError(f"Kafka SASL mechanism: expected one of {', '.join(SASL_MECHANISMS)}, "
+                                  f"got {self.sasl_mechanism!r}")
+            if not self.username or not self.password:
+                raise ConfigError(f"Kafka {self.protocol}: expected a SASL username and password, got "
+                                  f"{'a username' if self.username else 'no username'} and "
+                                  f"{'a password' if self.password else 'no password'}")
+
+    def client_config(self) -> dict[str, Any]:
+        """The kafka-python keyword arguments every client is built with."""
+        out: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.protocol in ("SSL", "SASL_SSL"):
+            # the broker's certificate must name the host we dialled: an encrypted link to the wrong peer is no link
+            out.update(ssl_check_hostname=True, ssl_cafile=str(self.cafile) if self.cafile else None)
+        if self.protocol.startswith("SASL_"):
+            out.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.username,
+                       sasl_plain_password=self.password)
+        return out
+
+
 def topic_config(topic: str) -> dict[str, str]:
     """The configs Argus creates ``topic`` with (and deploy/k8s's KafkaTopics must match)."""
     return {**TOPIC_CONFIG, **TOPIC_OVERRIDES.get(topic, {})}
@@ -46,16 +99,19 @@ def topic_config(topic: str) -> dict[str, str]:
 class KafkaBus:
     name = "kafka"
 
-    def __init__(self, *, bootstrap: str, partitions: int = 6, client_id: str = "argus") -> None:
+    def __init__(self, *, bootstrap: str, partitions: int = 6, client_id: str = "argus",
+                 security: KafkaSecurity | None = None) -> None:
         from kafka import KafkaProducer
 
         self._bootstrap = bootstrap
         self._partitions = partitions
         self._client_id = client_id
+        self._security = security or KafkaSecurity()
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=bootstrap.split(","),
                 client_id=client_id,
+                **self._security.client_config(),
                 acks="all",
                 enable_idempotence=True,
                 linger_ms=5,
@@ -71,7 +127,8 @@ class KafkaBus:
         from kafka.admin import KafkaAdminClient
 
         try:
-            return KafkaAdminClient(bootstrap_servers=self._bootstrap.split(","), client_id=self._client_id)
+            return KafkaAdminClient(bootstrap_servers=self._bootstrap.split(","), client_id=self._client_id,
+                                    **self._security.client_config())
         except Exception as e:
             raise BusError(f"cannot reach Kafka at {self._bootstrap}: {e}") from e
 
@@ -81,7 +138,8 @@ class KafkaBus:
 
         try:
             return KafkaConsumer(bootstrap_servers=self._bootstrap.split(","), group_id=group,
-                                 client_id=f"{self._client_id}-offsets", enable_auto_commit=False)
+                                 client_id=f"{self._client_id}-offsets", enable_auto_commit=False,
+                                 **self._security.client_config())
         except Exception as e:
             raise BusError(f"cannot reach Kafka at {self._bootstrap} to read offsets: {e}") from e
 
@@ -197,7 +255,8 @@ class KafkaBus:
             admin.close()
 
     def consumer(self, topics: Sequence[str], *, group: str) -> KafkaBusConsumer:
-        return KafkaBusConsumer(bootstrap=self._bootstrap, topics=topics, group=group, client_id=self._client_id)
+        return KafkaBusConsumer(bootstrap=self._bootstrap, topics=topics, group=group, client_id=self._client_id,
+                                security=self._security)
 
     def close(self) -> None:
         try:
@@ -207,13 +266,15 @@ class KafkaBus:
 
 
 class KafkaBusConsumer:
-    def __init__(self, *, bootstrap: str, topics: Sequence[str], group: str, client_id: str) -> None:
+    def __init__(self, *, bootstrap: str, topics: Sequence[str], group: str, client_id: str,
+                 security: KafkaSecurity | None = None) -> None:
         from kafka import KafkaConsumer
 
         try:
             self._c = KafkaConsumer(
                 *topics,
                 bootstrap_servers=bootstrap.split(","),
+                **(security or KafkaSecurity()).client_config(),
                 group_id=group,
                 client_id=f"{client_id}-{group}",
                 enable_auto_commit=False,
