@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from argus.errors import ConfigError
 
 if TYPE_CHECKING:
+    from argus.bus.kafka import KafkaSecurity
     from argus.decisions import Thresholds
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +56,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ARGUS_", frozen=True, extra="forbid", case_sensitive=False)
     _webhook_key: SecretStr | None = PrivateAttr(default=None)  # resolved by _webhook_settings
+    _kafka_password: SecretStr | None = PrivateAttr(default=None)  # resolved by _transport_security
+    _mongo_uri: SecretStr | None = PrivateAttr(default=None)  # resolved by _transport_security
 
     # where things live
     data_dir: Path = Field(default=Path(".argus"), description="Local state: gallery, embedded store, logs.")
@@ -65,11 +68,30 @@ class Settings(BaseSettings):
     bus: BusKind = Field(default=BusKind.memory, description="Message bus: memory (one process) or kafka.")
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
     kafka_partitions: int = Field(default=6, ge=1, le=1024, description="Partitions per topic when Argus creates it.")
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_SSL|SASL_PLAINTEXT)$",
+        description="Kafka link: PLAINTEXT (dev), SSL, SASL_SSL (production: TLS + SCRAM), SASL_PLAINTEXT.")
+    kafka_sasl_mechanism: str = Field(
+        default="SCRAM-SHA-512", pattern="^(SCRAM-SHA-512|SCRAM-SHA-256|PLAIN)$", description="Kafka SASL mechanism.")
+    kafka_sasl_username: str | None = Field(default=None, description="Kafka SASL user (SASL_SSL).")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="Kafka SASL password (secret; or ARGUS_KAFKA_SASL_PASSWORD_FILE).")
+    kafka_sasl_password_file: Path | None = Field(
+        default=None, description="File holding the Kafka SASL password (a mounted Secret), read at start-up.")
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="PEM CA bundle the brokers' certificates are checked against (default: system).")
+    kafka_allow_sasl_plaintext: bool = Field(
+        default=False, description="Permit SASL_PLAINTEXT (SASL without TLS); refused unless set.")
     backend: BackendKind = Field(default=BackendKind.onnxruntime, description="Inference: in-process ORT or Triton.")
     triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
     triton_timeout_s: float = Field(default=10.0, gt=0, description="Per-request Triton deadline.")
+    triton_ssl: bool = Field(default=False, description="Triton gRPC over TLS.")
+    triton_ssl_root_certs: Path | None = Field(
+        default=None, description="PEM CA bundle Triton's gRPC certificate is checked against (default: system).")
     store: StoreKind = Field(default=StoreKind.sqlite, description="Event store: sqlite (embedded file) or mongodb.")
     mongo_uri: SecretStr = Field(default=SecretStr("mongodb://127.0.0.1:27017"), description="MongoDB URI (secret).")
+    mongo_uri_file: Path | None = Field(
+        default=None, description="File holding the MongoDB URI with its credentials (a mounted Secret).")
     mongo_database: str = Field(default="argus", description="MongoDB database name.")
     retention_events_days: int = Field(
         default=90, ge=1, description="Sighting history kept, days (MongoDB TTL; SQLite purged hourly).")
@@ -261,6 +283,61 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _transport_security(self) -> Settings:
+        """Refuse the settings that would quietly send credentials or data in the clear, and read the secret files
+        now, so a missing Secret mount stops the process at start-up naming the variable, not at its first
+        connection. A credential given without the protocol that uses it is refused too: the link would silently
+        stay plaintext."""
+        problems = []
+        proto = self.kafka_security_protocol
+        sasl = proto.startswith("SASL_")
+        if self.kafka_sasl_password is not None and self.kafka_sasl_password_file is not None:
+            problems.append("ARGUS_KAFKA_SASL_PASSWORD and ARGUS_KAFKA_SASL_PASSWORD_FILE: expected one, got both")
+        elif self.kafka_sasl_password_file is not None:
+            password = _read_secret_file("ARGUS_KAFKA_SASL_PASSWORD_FILE", self.kafka_sasl_password_file, problems)
+            self._kafka_password = SecretStr(password) if password is not None else None
+        else:
+            self._kafka_password = self.kafka_sasl_password
+        given = [v for v, on in (("ARGUS_KAFKA_SASL_USERNAME", self.kafka_sasl_username is not None),
+                                 ("ARGUS_KAFKA_SASL_PASSWORD", self.kafka_sasl_password is not None),
+                                 ("ARGUS_KAFKA_SASL_PASSWORD_FILE", self.kafka_sasl_password_file is not None)) if on]
+        if sasl and (not self.kafka_sasl_username or not self._kafka_password
+                     or not self._kafka_password.get_secret_value()):
+            problems.append(f"ARGUS_KAFKA_SECURITY_PROTOCOL={proto}: expected ARGUS_KAFKA_SASL_USERNAME and a "
+                            f"password (ARGUS_KAFKA_SASL_PASSWORD or ARGUS_KAFKA_SASL_PASSWORD_FILE), got "
+                            f"{', '.join(given) or 'neither'}")
+        if not sasl and given:
+            problems.append(f"{', '.join(given)}: set, but ARGUS_KAFKA_SECURITY_PROTOCOL={proto} does not use them: "
+                            f"expected SASL_SSL")
+        if proto == "SASL_PLAINTEXT" and not self.kafka_allow_sasl_plaintext:
+            problems.append("ARGUS_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT: expected SASL_SSL (SASL without TLS sends "
+                            "every frame unencrypted, and with PLAIN the password too), or "
+                            "ARGUS_KAFKA_ALLOW_SASL_PLAINTEXT=true to accept that")
+        if self.kafka_ssl_cafile is not None:
+            if proto not in ("SSL", "SASL_SSL"):
+                problems.append(f"ARGUS_KAFKA_SSL_CAFILE: set, but ARGUS_KAFKA_SECURITY_PROTOCOL={proto} has no TLS: "
+                                f"expected SSL or SASL_SSL")
+            _read_secret_file("ARGUS_KAFKA_SSL_CAFILE", self.kafka_ssl_cafile, problems)
+        if self.triton_ssl_root_certs is not None:
+            if not self.triton_ssl:
+                problems.append("ARGUS_TRITON_SSL_ROOT_CERTS: set, but ARGUS_TRITON_SSL is false: expected "
+                                "ARGUS_TRITON_SSL=true")
+            _read_secret_file("ARGUS_TRITON_SSL_ROOT_CERTS", self.triton_ssl_root_certs, problems)
+        if self.mongo_uri_file is not None:
+            if "mongo_uri" in self.model_fields_set:
+                problems.append("ARGUS_MONGO_URI and ARGUS_MONGO_URI_FILE: expected one, got both")
+            uri = _read_secret_file("ARGUS_MONGO_URI_FILE", self.mongo_uri_file, problems)
+            if uri is not None and not uri.startswith(("mongodb://", "mongodb+srv://")):
+                problems.append("ARGUS_MONGO_URI_FILE: expected a mongodb:// or mongodb+srv:// URI in the file, "
+                                "got something else (not shown: it may hold a password)")
+            self._mongo_uri = SecretStr(uri) if uri is not None else None
+        else:
+            self._mongo_uri = self.mongo_uri
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _map_refs(self) -> Settings:
         """The background image needs exactly two distinct reference points to be placed; one without the other
         would draw cameras over a picture they do not belong to."""
@@ -319,6 +396,19 @@ class Settings(BaseSettings):
         unless the webhook sink is enabled."""
         return self._webhook_key
 
+    def kafka_security(self) -> KafkaSecurity:
+        """How every Kafka client connects: protocol, SASL user and password (file already read), CA bundle."""
+        from argus.bus.kafka import KafkaSecurity
+
+        password = self._kafka_password.get_secret_value() if self._kafka_password is not None else None
+        return KafkaSecurity(protocol=self.kafka_security_protocol, sasl_mechanism=self.kafka_sasl_mechanism,
+                             username=self.kafka_sasl_username, password=password, cafile=self.kafka_ssl_cafile)
+
+    @property
+    def mongo_connection_uri(self) -> SecretStr:
+        """The MongoDB URI in force: ARGUS_MONGO_URI_FILE's content (read at start-up), else ARGUS_MONGO_URI."""
+        return self._mongo_uri if self._mongo_uri is not None else self.mongo_uri
+
     @property
     def gallery_dir(self) -> Path:
         return self.gallery_path or self.data_dir / "gallery"
@@ -336,6 +426,16 @@ class Settings(BaseSettings):
             else:
                 out[name] = value
         return out
+
+
+def _read_secret_file(var: str, path: Path, problems: list[str]) -> str | None:
+    """A mounted Secret's text (one trailing newline stripped), or None with the problem appended."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        problems.append(f"{var}: expected a readable UTF-8 file, got {str(path)!r} ({why})")
+        return None
 
 
 #: ``ARGUS_*`` variables that are not settings: the dev tooling's own (argus_dev.devservers).
@@ -381,7 +481,7 @@ def load_settings(**overrides: Any) -> Settings:
             var = f"ARGUS_{field.upper()}" if err["loc"] else "settings"
             given = err.get("input")
             # A model-level error's input is every value given, secrets included: never shown.
-            shown = "" if not err["loc"] or "secret" in field or "uri" in field or "url" in field \
+            shown = "" if not err["loc"] or any(w in field for w in ("secret", "uri", "url", "password")) \
                 else f" (got {given!r})"
             lines.append(f"{var}: {err['msg']}{shown}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from e
