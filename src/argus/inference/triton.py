@@ -4,6 +4,8 @@ Inputs are checked against the model's metadata before anything is sent: a wrong
 a message naming the model, the tensor and both shapes, instead of a server-side error several layers down.
 Transient transport failures (server restarting, deadline hit under load) are retried with exponential backoff;
 everything else surfaces at once as :class:`BackendError`. Tensors travel as binary protobuf contents, never JSON.
+With ``ssl=True`` the channel is TLS and the server's certificate is checked against ``root_certificates`` (a PEM
+file; default the system's CAs), so faces are never sent to an impostor or readable on the wire.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,7 +75,8 @@ class TritonBackend:
     name = "triton"
 
     def __init__(self, *, url: str = "127.0.0.1:8001", timeout_s: float = 10.0, retries: int = 3,
-                 backoff_s: float = 0.2, models: Sequence[str] | None = None) -> None:
+                 backoff_s: float = 0.2, models: Sequence[str] | None = None, ssl: bool = False,
+                 root_certificates: Path | None = None) -> None:
         if timeout_s <= 0:
             raise BackendError(f"Triton timeout_s: expected > 0, got {timeout_s}")
         if retries < 0:
@@ -88,8 +92,10 @@ class TritonBackend:
         self._specs: dict[str, ModelSpec] = {}
         self._lock = threading.Lock()
         try:
-            self._client = self._grpc.InferenceServerClient(url=url, verbose=False)
-        except Exception as e:  # bad URL syntax surfaces here, as a plain exception type
+            self._client = self._grpc.InferenceServerClient(
+                url=url, verbose=False, ssl=ssl,
+                root_certificates=str(root_certificates) if root_certificates is not None else None)
+        except Exception as e:  # bad URL syntax (or an unreadable CA file) surfaces here, as a plain exception type
             raise BackendError(f"Triton at {url}: could not create a gRPC client: {e}") from e
         try:
             live = self._call("server_live", lambda: self._client.is_server_live(client_timeout=timeout_s))
