@@ -60,7 +60,7 @@ class Resources:
         if s.bus is BusKind.kafka:
             from argus.bus.kafka import KafkaBus
 
-            return KafkaBus(bootstrap=s.kafka_bootstrap, partitions=s.kafka_partitions)
+            return KafkaBus(bootstrap=s.kafka_bootstrap, partitions=s.kafka_partitions, security=s.kafka_security())
         from argus.bus.memory import MemoryBus
 
         return MemoryBus()
@@ -74,7 +74,8 @@ class Resources:
 
             # every model the pipeline will call must be ready now: fail at start-up naming it, not on a frame
             return TritonBackend(url=s.triton_url, timeout_s=s.triton_timeout_s,
-                                 models=FacePipeline.models_for(s.detector.value, emotion_rules=s.emotion_rules))
+                                 models=FacePipeline.models_for(s.detector.value, emotion_rules=s.emotion_rules),
+                                 ssl=s.triton_ssl, root_certificates=s.triton_ssl_root_certs)
         from argus.inference.backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(model_repository=s.model_repository, intra_op_threads=s.ort_threads)
@@ -110,7 +111,7 @@ class Resources:
         if s.store is StoreKind.mongodb:
             from argus.store.mongo import MongoEventStore
 
-            return MongoEventStore(uri=s.mongo_uri.get_secret_value(), database=s.mongo_database,
+            return MongoEventStore(uri=s.mongo_connection_uri.get_secret_value(), database=s.mongo_database,
                                    retention=retention)
         from argus.store.sqlite import SqliteEventStore
 
