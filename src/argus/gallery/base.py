@@ -515,7 +515,7 @@ class SnapshotGallery(ABC):
                 raise InputError(f"person: expected a Person, got {type(person).__name__}")
             clean.append((person, check_unit_rows(f"embeddings of {person.person_id}", emb, self._dim,
                                                   allow_empty=False)))
-        with self._mu, self._write_guard():
+        with self._write_guard():
             before = self._snap
             after = before.with_enrolled(clean, before.version + 1)
             now = time.time()
@@ -531,7 +531,7 @@ class SnapshotGallery(ABC):
 
     def remove(self, person_id: str, *, actor: str, reason: str) -> None:
         check_actor_reason(actor, reason)
-        with self._mu, self._write_guard():
+        with self._write_guard():
             before = self._snap
             if person_id not in before.index_of:
                 raise InputError(
@@ -561,7 +561,7 @@ class SnapshotGallery(ABC):
         check_actor_reason(actor, reason)
         if display_name is None and notes is None and watchlist is None and expires_at is UNSET:
             raise InputError(f"update_person {person_id!r}: expected at least one field to change, got none")
-        with self._mu, self._write_guard():
+        with self._write_guard():
             before = self._snap
             old = self._enrolled(before, "update_person", person_id)
             changes: dict[str, object] = {k: v for k, v in (("display_name", display_name), ("notes", notes),
@@ -589,7 +589,7 @@ class SnapshotGallery(ABC):
         check_actor_reason(actor, reason)
         if not isinstance(spec, WatchlistSpec):
             raise InputError(f"spec: expected a WatchlistSpec, got {type(spec).__name__}")
-        with self._mu, self._write_guard():
+        with self._write_guard():
             before = self._snap
             now = time.time()
             stamped = replace(spec, updated_at=now, updated_by=actor)
@@ -604,7 +604,7 @@ class SnapshotGallery(ABC):
         if not isinstance(ref, str) or not ref.strip():
             raise InputError(f"ref: expected the alert id the evidence came from, got {ref!r}")
         rows = check_unit_rows(f"negatives of {person_id}", embeddings, self._dim, allow_empty=False)
-        with self._mu, self._write_guard():
+        with self._write_guard():
             before = self._snap
             person = self._enrolled(before, "add_negative", person_id)
             negs = dict(before.negatives)
@@ -622,7 +622,7 @@ class SnapshotGallery(ABC):
         check_actor_reason(actor, reason)
         check_person_id(person_id)
         token = erased_token(person_id)
-        with self._mu, self._write_guard():
+        with self._write_guard():
             before = self._snap
             person = before.persons[before.index_of[person_id]] if person_id in before.index_of else None
             if person is None and not any(e.person_id == person_id for e in self.audit()):
@@ -658,8 +658,11 @@ class SnapshotGallery(ABC):
 
     @contextmanager
     def _write_guard(self) -> Iterator[None]:
-        """Held around plan + commit; the persisted gallery takes its cross-process lock and syncs here."""
-        yield
+        """Held around plan + commit: takes ``_mu``. The persisted gallery also takes its cross-process lock and
+        syncs here; the replicated one takes its follower lock *before* ``_mu`` (the follower thread's order), so a
+        writer and the follower can never each hold the lock the other waits for."""
+        with self._mu:
+            yield
 
     @abstractmethod
     def _commit(self, before: Snapshot, after: Snapshot, entries: Sequence[AuditEntry]) -> None:

@@ -33,6 +33,7 @@ an enrollment rate of people, not of frames; it buys a gallery that is always on
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -40,7 +41,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import faiss
 import numpy as np
@@ -95,20 +96,65 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(target: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write via a temp file + fsync + os.replace, so readers see the old or the new file, never a partial one."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except (OSError, ValueError) as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise StoreError(f"gallery file {target}: write failed: {e}") from e
+#: What an operator should do about the errno a gallery write failed with.
+_WRITE_HINTS: dict[int, str] = {
+    errno.EROFS: "the gallery directory is on a read-only filesystem: check the volume mount",
+    errno.EACCES: "the gallery directory is not writable by this process: check its owner and mode (and the pod's "
+                  "fsGroup)",
+    errno.EPERM: "the gallery directory is not writable by this process: check its owner and mode",
+    errno.ENOSPC: "the filesystem holding the gallery directory is full: free space or grow the volume",
+    errno.EDQUOT: "the disk quota of the gallery directory is exhausted: free space or raise the quota",
+}
+
+
+class GalleryWriteError(StoreError):
+    """The gallery directory refused a write (read-only, full, no permission): an operator must fix the volume.
+
+    Not a TransientError: retrying the same write into a read-only or full directory fails the same way. Raised
+    before anything changed, so the gallery (on disk and in memory) stays at its last good version; ``path`` and
+    ``errno`` say what to fix."""
+
+    def __init__(self, message: str, *, path: Path, errno: int | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno
+
+
+def write_error(path: Path, e: OSError | ValueError, *, what: str) -> GalleryWriteError:
+    """``e`` as a GalleryWriteError naming the path, the errno (number and name) and what to do about it."""
+    no = e.errno if isinstance(e, OSError) else None
+    name = errno.errorcode.get(no, "?") if no is not None else "no errno"
+    hint = _WRITE_HINTS.get(no, "see the error") if no is not None else "see the error"
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    return GalleryWriteError(f"gallery {what} {path}: write failed: {reason} (errno {no} {name}): {hint}",
+                             path=path, errno=no)
+
+
+class FileWriter(Protocol):
+    """How the gallery writes one file: all or nothing. A seam so a test can inject the one fault a real
+    filesystem here will not give on demand (ENOSPC: no tiny tmpfs can be mounted)."""
+
+    def write(self, target: Path, write: Callable[[IO[bytes]], object]) -> None:
+        """Make ``target`` hold exactly what ``write`` writes, or raise GalleryWriteError and leave it as it was."""
+        ...
+
+
+class AtomicFileWriter:
+    """Temp file + fsync + os.replace + directory fsync, so readers see the old or the new file, never a part."""
+
+    def write(self, target: Path, write: Callable[[IO[bytes]], object]) -> None:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
+        except (OSError, ValueError) as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise write_error(target, e, what="file") from e
 
 
 class FaissGallery(SnapshotGallery):
@@ -120,9 +166,11 @@ class FaissGallery(SnapshotGallery):
     """
 
     def __init__(self, *, path: Path | str, dim: int, index: str = "flat", use_gpu: bool | None = None,
-                 omp_threads: int = 0) -> None:
+                 omp_threads: int = 0, writer: FileWriter | None = None) -> None:
         """``omp_threads`` > 0 sets FAISS's OpenMP thread count — for the whole process, as FAISS offers no other
-        scope; parallel searches thrash on shared nodes, so a service sets 1 (``ARGUS_FAISS_THREADS``)."""
+        scope; parallel searches thrash on shared nodes, so a service sets 1 (``ARGUS_FAISS_THREADS``).
+        ``writer``: how files are written (default :class:`AtomicFileWriter`; tests inject faults)."""
+        self._writer: FileWriter = writer if writer is not None else AtomicFileWriter()
         if omp_threads:
             import faiss
 
@@ -141,7 +189,7 @@ class FaissGallery(SnapshotGallery):
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StoreError(f"gallery directory {self.path}: cannot create: {e}") from e
+            raise write_error(self.path, e, what="directory") from e
         self._audit_log = JsonlAuditLog(self.path / AUDIT_FILE)
         with self._mu, self._flock(exclusive=False):
             if not self._load_locked():
@@ -190,8 +238,9 @@ class FaissGallery(SnapshotGallery):
 
     @contextlib.contextmanager
     def _write_guard(self) -> Iterator[None]:
-        """Exclusive lock, then catch up with whatever another writer committed, so no change is lost."""
-        with self._flock(exclusive=True):
+        """Exclusive lock, then catch up with whatever another writer committed, so no change is lost. ``_mu``
+        first, like :meth:`reload_if_changed`: one lock order within a process."""
+        with self._mu, self._flock(exclusive=True):
             self._load_locked()
             yield
 
@@ -314,7 +363,11 @@ class FaissGallery(SnapshotGallery):
         same = after.embeddings is before.embeddings  # a metadata-only change: the index stays valid
         extend = not same and self._can_extend(before, after)
         new_index = None if extend or same else self._build_index(after.embeddings)
-        self._persist(after)
+        try:
+            self._persist(after)
+        except GalleryWriteError as e:
+            raise GalleryWriteError(f"{e}; the change was not applied: the gallery stays at version "
+                                    f"{before.version}", path=e.path, errno=e.errno) from e
         if extend:
             self._extend_index(before, after)
         elif not same:
@@ -352,12 +405,22 @@ class FaissGallery(SnapshotGallery):
             "negatives": [{"person_id": p, "row_start": int(neg_starts[i]),
                            "row_count": int(snap.negatives[p].shape[0])} for i, p in enumerate(neg_names)],
         }
-        _atomic_write(self.path / emb_name, lambda f: np.save(f, snap.embeddings, allow_pickle=False))
-        if neg_name is not None:
-            _atomic_write(self.path / neg_name, lambda f: np.save(f, neg, allow_pickle=False))
         # Compact: indent= would switch json to its pure-Python encoder, 5x slower on 100k persons (use jq to read).
         data = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        _atomic_write(self.path / PERSONS_FILE, lambda f: f.write(data))
+        written: list[Path] = []
+        try:
+            self._writer.write(self.path / emb_name, lambda f: np.save(f, snap.embeddings, allow_pickle=False))
+            written.append(self.path / emb_name)
+            if neg_name is not None:
+                self._writer.write(self.path / neg_name, lambda f: np.save(f, neg, allow_pickle=False))
+                written.append(self.path / neg_name)
+            self._writer.write(self.path / PERSONS_FILE, lambda f: f.write(data))
+        except GalleryWriteError:
+            # persons.json still names the old pair: the new files are orphans; leave nothing half-written behind
+            for f in written:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+            raise
         self._sig = self._stat_sig()
         self._disk_sha = sha
         self._remove_stale_files(keep={emb_name, neg_name})

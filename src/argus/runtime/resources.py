@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from argus.cameras import Camera, CameraRegistry
     from argus.faces.pipeline import FacePipeline
     from argus.gallery.base import Gallery
+    from argus.gallery.replication import GalleryLog
     from argus.inference.backend import InferenceBackend
     from argus.ingest.sources import FrameSource
     from argus.store.base import EventStore
@@ -32,9 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Seams that may be injected instead of built from Settings.
-SEAMS = ("bus", "backend", "pipeline", "gallery", "store", "cameras", "sources")
-#: Seams Resources closes (the ones holding connections, files or threads).
-_CLOSED = ("bus", "backend", "store")
+SEAMS = ("bus", "backend", "pipeline", "gallery", "gallery_log", "store", "cameras", "sources")
+#: Seams Resources closes (the ones holding connections, files or threads), gallery before its log.
+_CLOSED = ("bus", "backend", "store", "gallery", "gallery_log")
 
 
 class Resources:
@@ -93,6 +94,14 @@ class Resources:
         from argus.faces.embedder import EMBEDDING_DIM
 
         s = self.settings
+        if s.gallery_sync == "bus":
+            if s.gallery is GalleryKind.memory:
+                raise ConfigError("ARGUS_GALLERY_SYNC=bus: expected ARGUS_GALLERY=faiss (each replica keeps a FAISS "
+                                  "snapshot of the topic), got memory")
+            from argus.gallery.replication import BusGallery
+
+            return BusGallery(log=self.gallery_log, path=s.gallery_dir, dim=EMBEDDING_DIM, index=s.gallery_index,
+                              omp_threads=s.faiss_threads)
         if s.gallery is GalleryKind.memory:
             from argus.gallery.memory import MemoryGallery
 
@@ -100,6 +109,15 @@ class Resources:
         from argus.gallery.faiss_gallery import FaissGallery
 
         return FaissGallery(path=s.gallery_dir, dim=EMBEDDING_DIM, index=s.gallery_index, omp_threads=s.faiss_threads)
+
+    @cached_property
+    def gallery_log(self) -> GalleryLog:
+        """The replicated gallery's topic (``ARGUS_GALLERY_SYNC=bus``), on the configured bus's kind."""
+        from argus.gallery.replication import KafkaGalleryLog, MemoryGalleryLog
+
+        if self.settings.bus is BusKind.kafka:
+            return KafkaGalleryLog(bootstrap=self.settings.kafka_bootstrap)
+        return MemoryGalleryLog()
 
     @cached_property
     def store(self) -> EventStore:
@@ -142,7 +160,7 @@ class Resources:
     def close(self) -> None:
         for name in _CLOSED:
             obj = self.__dict__.get(name)
-            if obj is not None:
+            if obj is not None and hasattr(obj, "close"):  # a file-synced gallery holds nothing to close
                 try:
                     obj.close()
                 except Exception as e:  # closing is best effort; never mask the real exit reason
