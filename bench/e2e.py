@@ -143,7 +143,7 @@ def setup(ctx: Context) -> Env:
     ids = [f"cam-{i:03d}" for i in range(64)]
     cameras_file = ctx.work_dir / "cameras.toml"
     cameras_file.write_text(_cameras_toml(ids, CLIPS[0]))
-    from argus.config import REPO_ROOT
+    from bench.common import REPO_ROOT
 
     backend = OnnxRuntimeBackend(model_repository=REPO_ROOT / "triton_models")
     pipeline = FacePipeline(backend=backend)

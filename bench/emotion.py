@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from argus import ecrl
-from argus.config import REPO_ROOT
 from argus.faces.embedder import EMBEDDING_DIM
 from argus.faces.embedder import MODEL as EMBEDDER_MODEL
 from argus.faces.emotion import MODEL as EMOTION_MODEL
@@ -47,7 +46,7 @@ from argus.faces.pipeline import FacePipeline
 from argus.gallery.faiss_gallery import FaissGallery
 from argus.inference.backend import OnnxRuntimeBackend
 from bench import e2e
-from bench.common import BenchError, Context, Cycle, Result, clip_frames, encode_all, paired_rates, upscale
+from bench.common import REPO_ROOT, BenchError, Context, Cycle, Result, clip_frames, encode_all, paired_rates, upscale
 
 AREA = "emotion"
 MODEL_REPO = REPO_ROOT / "triton_models"

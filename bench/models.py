@@ -29,14 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from argus.config import REPO_ROOT
 from argus.faces.align import align_faces, emotion_crops
 from argus.faces.embedder import FaceEmbedder
 from argus.faces.emotion import EmotionClassifier
 from argus.faces.mtcnn import MtcnnDetector
 from argus.faces.tta import MAX_VIEWS
 from argus.inference.backend import InferenceBackend, OnnxRuntimeBackend
-from bench.common import BenchError, Context, Result, clip_frames, paired_rates, rate, upscale
+from bench.common import REPO_ROOT, BenchError, Context, Result, clip_frames, paired_rates, rate, upscale
 from bench.servers import serve
 
 AREA = "models"

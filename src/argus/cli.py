@@ -43,12 +43,10 @@ def _refuse_in_memory(kind: str, why: str) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from argus.demo import print_summary, run_demo, run_distributed_demo
+    from argus.demo import print_summary, run_demo
 
-    if args.distributed:
-        from argus_dev.cluster import Servers
-
-        result = run_distributed_demo(servers=Servers.from_dev(), data_dir=Path(args.data_dir))
+    if args.distributed:  # the dev harness runs it (argus_dev.commands), found through an entry point
+        result = _demo_mode("distributed")(data_dir=Path(args.data_dir))
     else:
         result = run_demo(data_dir=Path(args.data_dir))
 
@@ -481,19 +479,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    try:
-        from bench.run import main as bench_main
-    except ImportError as e:
-        raise ConfigError("argus bench needs the repo's bench/ package (an editable install from a checkout)") from e
-
-    return bench_main(list(args.bench_args))
+#: Entry-point groups through which other distributions add to ``argus`` without the runtime importing them: the
+#: dev harness (argus_dev.commands) supplies ``argus bench``, ``argus dev`` and ``argus demo --distributed``.
+COMMANDS_GROUP = "argus.commands"  # name = the sub-command; value = a function that adds its sub-parser
+DEMO_MODES_GROUP = "argus.demo_modes"  # name = the demo flag; value = a function(*, data_dir) -> DemoResult
 
 
-def cmd_dev(args: argparse.Namespace) -> int:
-    from argus_dev.devservers import manager
+def _add_plugin_commands(sub: Any) -> None:
+    """Each ``argus.commands`` entry point adds its sub-parser; one that fails to load is skipped with a warning, so a
+    broken dev harness can never stop ``argus run``. A built-in command of the same name wins."""
+    from importlib.metadata import entry_points
 
-    return int(manager.main([args.action, *args.names]) or 0)
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        if ep.name in sub.choices:
+            continue
+        try:
+            ep.load()(sub)
+        except Exception as e:  # a plugin's bug or missing dependency is its own problem, not the runtime's
+            logging.getLogger("argus").warning("argus: command %r (%s) not available: %s: %s", ep.name, ep.value,
+                                               type(e).__name__, e)
+
+
+def _demo_mode(name: str) -> Any:
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=DEMO_MODES_GROUP, name=name)
+    if not found:
+        raise ConfigError(f"argus demo --{name}: expected the dev harness (argus_dev, entry point "
+                          f"{DEMO_MODES_GROUP}:{name}) to be installed, got none; install Argus with its dev harness "
+                          "(scripts/setup.sh --dev in a checkout)")
+    return next(iter(found)).load()
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -644,26 +659,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0, help="draws the held-out split")
     tr.set_defaults(fn=cmd_train)
 
-    dv = sub.add_parser("dev", help="install/start/stop the real servers for development and tests")
-    dv.add_argument("action", choices=["up", "down", "status"])
-    dv.add_argument("names", nargs="*", help="kafka, triton, mongo, prometheus (default: all)")
-    dv.set_defaults(fn=cmd_dev)
-
-    bn = sub.add_parser("bench", add_help=False, help="benchmarks: every stage and the pipeline against its limits "
-                        "(argus bench --help)")
-    bn.set_defaults(fn=cmd_bench, bench_args=[])
-
     c = sub.add_parser("config", help="validate and print the configuration (secrets masked)")
     c.add_argument("--list", action="store_true", help="list every ARGUS_* variable with its default")
     c.set_defaults(fn=cmd_config)
+
+    _add_plugin_commands(sub)  # argus bench, argus dev: the dev harness's (argus_dev.commands)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.cmd == "bench":
-        args.bench_args = extra  # bench parses its own options (bench/run.py)
+    if getattr(args, "pass_through", False):
+        args.extra_args = extra  # the command parses its own options (argus bench: bench/run.py)
     elif args.cmd == "eval" and args.what == "tracks":
         args.eval_args = extra  # argus.trackeval parses its own options
     elif extra:

@@ -16,12 +16,12 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from argus.errors import ConfigError
+from argus_data import model_repository as packaged_model_repository
 
 if TYPE_CHECKING:
     from argus.bus.kafka import KafkaSecurity
     from argus.decisions import Thresholds
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Shortest webhook signing key accepted: a short key can be brute-forced offline from one captured request.
 MIN_WEBHOOK_SECRET_CHARS = 16
 
@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     # where things live
     data_dir: Path = Field(default=Path(".argus"), description="Local state: gallery, embedded store, logs.")
     cameras_file: Path | None = Field(default=None, description="Camera registry (TOML): id, name, url, fps, location.")
-    model_repository: Path = Field(default=REPO_ROOT / "triton_models", description="Triton-layout model repository.")
+    model_repository: Path = Field(default_factory=packaged_model_repository,
+                                   description="Triton-layout model repository.")
 
     # seams
     bus: BusKind = Field(default=BusKind.memory, description="Message bus: memory (one process) or kafka.")

@@ -14,24 +14,22 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from argus.config import REPO_ROOT, Settings, load_settings
+from argus.config import Settings, load_settings
 from argus.enroll import read_photos
 from argus.errors import NoFaceError
 from argus.metrics import metric_total
 from argus.runtime.inprocess import InProcessPipeline
 from argus.runtime.resources import Resources
 from argus.store.base import EventStore
-
-if TYPE_CHECKING:
-    from argus_dev.cluster import Servers
+from argus_data import assets as packaged_assets
 
 log = logging.getLogger(__name__)
 
-ASSETS = REPO_ROOT / "assets"
+ASSETS = packaged_assets()  # the installed package data: the same files in a checkout and in a venv
 DEMO_CAMERAS = ASSETS / "demo" / "cameras.toml"
 
 
@@ -116,35 +114,6 @@ def alerts_json(store: EventStore) -> list[dict[str, Any]]:
             "faces_embedded": a.faces_embedded, "faces_supporting": a.faces_supporting,
         })
     return out
-
-
-def run_distributed_demo(*, servers: Servers, data_dir: Path, cameras_file: Path = DEMO_CAMERAS,
-                         timeout_s: float = 600.0) -> DemoResult:
-    """The same demo with the four stages as separate processes over Kafka, Triton and MongoDB.
-
-    It resets the demo's topics, consumer groups and its own MongoDB database (``argus_demo``) first, so every
-    run starts empty; the stages keep running until every frame has passed every stage, then stop on SIGTERM.
-    """
-    from argus.schemas import TOPIC_DEADLETTER, TOPIC_FRAMES
-    from argus_dev.cluster import LocalCluster
-
-    t0 = time.monotonic()
-    cluster = LocalCluster(servers=servers, data_dir=data_dir, cameras_file=cameras_file)
-    cluster.reset()
-    with Resources(cluster.settings, registry=CollectorRegistry()) as res:
-        enroll_demo_watchlist(res)
-        with cluster.running():
-            cluster.wait_drained(timeout_s=timeout_s)
-            faces = cluster.procs["inference"].metric("argus_inference_faces_total")
-            matches = cluster.procs["matcher"].metric("argus_matcher_matches_total")
-        result = DemoResult(frames=sum(cluster.end_offsets(TOPIC_FRAMES)), faces=int(faces), matches=int(matches),
-                            alerts=alerts_json(res.store))
-        result.extra = {"bus": "kafka", "backend": "triton", "store": "mongodb", "events": res.store.count_events(),
-                        "dead_letters": sum(cluster.end_offsets(TOPIC_DEADLETTER)),
-                        "processes": {s: p.starts for s, p in cluster.procs.items()},
-                        "logs": str(cluster.data_dir / "logs")}
-        result.seconds = time.monotonic() - t0
-        return result
 
 
 def _dead_letters(res: Resources) -> int:

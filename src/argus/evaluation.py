@@ -40,10 +40,11 @@ from argus.faces.tta import check_views
 from argus.faces.types import EMOTIONS, Detections
 from argus.imaging import read_image
 from argus.inference.backend import InferenceBackend
+from argus_data import assets as packaged_assets
 
 LOG = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
+ASSETS = packaged_assets()
 Detect = Callable[[np.ndarray], Detections]
 
 # (identity, path under assets/, still image or clip)

@@ -85,7 +85,7 @@ CANDIDATES_K = 5  # ARGUS_TOP_K default: candidates the matcher keeps per face (
 LISTED = "default"  # the watch-list name the listed people are enrolled under
 COHORT = "cohort"  # watch-list name of the cohort rows; decide_track sees them as "not in listed"
 CACHE_VERSION = 1  # bump when what observe() records changes
-CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "trackeval"
+CACHE_DIR = Path(".cache") / "trackeval"  # under the working directory, like ARGUS_DATA_DIR (.argus)
 
 Aggregator = Literal["topk", "vote"]
 

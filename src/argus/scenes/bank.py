@@ -29,10 +29,11 @@ from argus.errors import InputError
 from argus.faces.boxes import iou
 from argus.faces.types import Detections
 from argus.imaging import read_image
+from argus_data import assets as packaged_assets
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parents[3] / "assets"
+ASSETS = packaged_assets()
 STRANGERS_INDEX = "strangers/identities.json"
 Detect = Callable[[np.ndarray], Detections]
 
