@@ -251,6 +251,7 @@ class OutboxSink:
         self._stop = threading.Event()
         self._delivered = self._retried = self._rejected = self._dropped = self._attempts = 0
         self._last_error: str | None = None
+        self._final: OutboxStats | None = None  # the last figures, once closed (a late scrape must not fail)
         if len(outbox):
             log.info("webhook %s: %d alert(s) queued by an earlier run; delivering them first",
                      poster.url_redacted, len(outbox))
@@ -274,6 +275,8 @@ class OutboxSink:
         self._wake.set()
 
     def stats(self) -> OutboxStats:
+        if self._final is not None:
+            return self._final
         head = self.outbox.head()
         with self._lock:
             return OutboxStats(depth=len(self.outbox),
@@ -341,6 +344,7 @@ class OutboxSink:
             kept = "kept for the next start" if isinstance(self.outbox, SqliteOutbox) else "LOST (in-memory outbox)"
             log.warning("webhook %s: %d alert(s) not delivered at shutdown, %s", self.poster.url_redacted, left, kept)
         if not self._thread.is_alive():  # a request still in flight keeps its connection: leave the file open
+            self._final = self.stats()
             self.outbox.close()
 
 
