@@ -18,6 +18,7 @@ from argus.imaging import encode_jpeg
 from argus.ingest.health import CameraHealthRecorder
 from argus.ingest.reader import ReaderGroup, ReaderStats
 from argus.metrics import StageMetrics
+from argus.runtime.drain import StatusRecorder
 from argus.runtime.http import Health
 from argus.runtime.resources import Resources
 from argus.schemas import TOPIC_DEADLETTER, TOPIC_FRAMES, FrameV2, encode
@@ -68,6 +69,9 @@ class IngestService:
             self.group.stats, lambda: resources.store, interval_s=s.camera_health_interval_s,
             on_failure=lambda _e: self.health_write_failures.inc())
         self.bus.ensure_topics([TOPIC_FRAMES, TOPIC_DEADLETTER])
+        # "finished" on argus.control.v1 once every source ended and its frames were flushed: what consumers run
+        # with --exit-when-drained wait for (argus.runtime.drain)
+        self.status = StatusRecorder.for_source(self.bus, shard=shard, shards=shards)
 
     def _export_stats(self) -> None:
         """Turn the readers' monotonic counters into Prometheus counters (by delta) and gauges."""
@@ -89,16 +93,19 @@ class IngestService:
             self.camera_up.labels(cam).set(1 if st.state.value == "streaming" else 0)
             self._prev[cam] = st
 
-    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None:
+    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None,
+            exit_when_drained: bool = False) -> None:
         """Publish until stopped.
 
         When every source is a finite file that has ended, a replay (``idle_exit_s`` given: the one-process demo,
         batch jobs) returns after that idle time; a service keeps running and serving its metrics and health
         (``/readyz`` says ``sources_finished``) until it is stopped, so an orchestrator or Kubernetes never
-        restarts it into replaying the same files and Prometheus keeps its last values.
+        restarts it into replaying the same files and Prometheus keeps its last values. With ``exit_when_drained``
+        it returns as soon as it recorded ``finished`` (after flushing every frame).
         """
         self.group.start()
         self.camera_health.start()
+        self.status.started()
         self.health.ready = True
         self.metrics.up.set(1)
         unflushed, last_flush, last_stats = 0, time.monotonic(), 0.0
@@ -106,6 +113,7 @@ class IngestService:
         try:
             while not stop.is_set():
                 self.health.beat()
+                self.status.beat()
                 frame = self.group.get(timeout=0.2)
                 now = time.monotonic()
                 if frame is not None:
@@ -132,11 +140,13 @@ class IngestService:
                         finished_at = now
                         self.health.detail["sources_finished"] = True
                         log.info("ingest: every source has ended")
-                    if idle_exit_s is not None and now - finished_at >= idle_exit_s:
+                        self.status.finished(stop)
+                    if exit_when_drained or (idle_exit_s is not None and now - finished_at >= idle_exit_s):
                         break
                     stop.wait(0.5)  # nothing will come any more: serve metrics and health without spinning
         finally:
             self.bus.flush()
+            self.status.stopped()  # nothing once finished
             self._export_stats()
             self.metrics.up.set(0)
             self.health.ready = False

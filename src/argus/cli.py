@@ -145,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         svc = build_service(args.stage, res)
         ops = OpsServer(port=port, registry=res.registry, health=svc.health).start() if port else None
         try:
-            svc.run(stop, idle_exit_s=args.exit_when_idle)
+            svc.run(stop, idle_exit_s=args.exit_when_idle, exit_when_drained=args.exit_when_drained)
         finally:
             svc.close()
             if ops:
@@ -554,6 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics-port", type=int, default=None)
     r.add_argument("--exit-when-idle", type=float, default=None, metavar="S",
                    help="exit after S seconds without input (batch jobs, tests)")
+    r.add_argument("--exit-when-drained", action="store_true",
+                   help="recorded footage: exit (status 0, after flushing and committing) once the input is "
+                        "finished: ingest at the end of its files; a consumer when ingest has finished and every "
+                        "consumer group up to its own has committed its whole input (argus.control.v1)")
     r.set_defaults(fn=cmd_run)
 
     k = sub.add_parser("api-key", help="create, list or revoke operator API keys (audited)")

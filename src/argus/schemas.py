@@ -381,3 +381,33 @@ class DeadLetterV1(_Message):
 
 
 MESSAGE_TYPES[DeadLetterV1.SCHEMA] = DeadLetterV1
+
+
+#: Small, compacted, keyed by ``<stage>/<instance>``: each stage instance's latest state, what
+#: ``argus run <stage> --exit-when-drained`` reads to know that its upstream has finished (argus.runtime.drain).
+TOPIC_CONTROL = "argus.control.v1"
+
+
+class StageStateV1(_Message):
+    """One stage instance's state on the control topic: ``started`` (re-sent as a heartbeat every few seconds),
+    ``finished`` (every output flushed and committed: ingest's sources all ended, or a consumer drained) or
+    ``stopped`` (SIGTERM before it finished). ``ts`` older than ``lease_s`` means the instance died or hung without
+    saying so (SIGKILL, a lost node). Ingest's instance is its shard (``shard`` of ``shards``), so a restarted
+    ingest replaces its own record instead of leaving a dead one behind."""
+
+    SCHEMA: ClassVar[str] = TOPIC_CONTROL
+    schema_id: Literal["argus.control.v1"] = "argus.control.v1"
+    stage: str = Field(pattern=SLUG_PATTERN)
+    instance: str = Field(min_length=1, max_length=200)
+    state: Literal["started", "finished", "stopped"]
+    shard: int = Field(default=0, ge=0)
+    shards: int = Field(default=1, ge=1)
+    ts_started: float = Field(gt=0)
+    ts: float = Field(gt=0)
+    lease_s: float = Field(gt=0)
+
+    def key(self) -> bytes:
+        return f"{self.stage}/{self.instance}".encode()
+
+
+MESSAGE_TYPES[StageStateV1.SCHEMA] = StageStateV1

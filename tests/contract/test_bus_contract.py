@@ -140,3 +140,25 @@ def test_pending_counts_what_a_group_has_not_committed_yet(bus: Bus):
     c.commit(got)
     assert bus.pending("g-lag", [t]) == 0
     c.close()
+
+
+def test_read_all_returns_every_record_without_taking_anything_from_a_group(bus: Bus):
+    t = _topic()
+    bus.ensure_topics([t])
+    assert bus.read_all(t) == []
+    for i in range(7):
+        bus.publish(t, key=f"ingest/shard-{i % 2}".encode(), value=f"v{i}".encode())
+    bus.flush()
+    got = bus.read_all(t)
+    assert sorted(r.value for r in got) == sorted(f"v{i}".encode() for i in range(7))
+    per_key = {}
+    for r in sorted(got, key=lambda r: (r.partition, r.offset)):
+        per_key[r.key] = r.value
+    assert per_key == {b"ingest/shard-0": b"v6", b"ingest/shard-1": b"v5"}  # per-key order: the last one wins
+    def order(rs: list[Record]) -> list[tuple[int, int, bytes]]:
+        return sorted((r.partition, r.offset, r.value) for r in rs)
+
+    assert order(bus.read_all(t)) == order(got)  # reading again sees the same: no group, no position moved
+    c = bus.consumer([t], group="g-after-read-all")
+    assert len(_drain(c, 7)) == 7  # and a group still gets everything
+    c.close()

@@ -70,4 +70,9 @@ class Bus(Protocol):
         """Per-partition end offsets of ``topic`` (how many messages were ever written to each partition)."""
         ...
 
+    def read_all(self, topic: str) -> list[Record]:
+        """Every record on ``topic`` now, from the start, without joining a consumer group: for small compacted
+        topics only (the control topic ``--exit-when-drained`` reads)."""
+        ...
+
     def close(self) -> None: ...

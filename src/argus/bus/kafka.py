@@ -21,7 +21,7 @@ from typing import Any
 
 from argus.bus.base import Record
 from argus.errors import BusError, BusUnavailable
-from argus.schemas import TOPIC_ALERTS, TOPIC_DEADLETTER
+from argus.schemas import TOPIC_ALERTS, TOPIC_CONTROL, TOPIC_DEADLETTER
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,10 @@ TOPIC_CONFIG = {
 #: Topics people read after the fact keep a week: alerts for downstream consumers that were down over a weekend
 #: night, dead letters so an operator who notices failures the next morning still has the payloads to replay.
 KEEP_A_WEEK = {"retention.ms": str(7 * 24 * 3600 * 1000)}
-TOPIC_OVERRIDES: dict[str, dict[str, str]] = {TOPIC_ALERTS: KEEP_A_WEEK, TOPIC_DEADLETTER: KEEP_A_WEEK}
+#: The control topic keeps each stage instance's latest state (its key) for as long as the topic exists.
+COMPACTED = {"cleanup.policy": "compact", "retention.ms": "-1"}
+TOPIC_OVERRIDES: dict[str, dict[str, str]] = {TOPIC_ALERTS: KEEP_A_WEEK, TOPIC_DEADLETTER: KEEP_A_WEEK,
+                                              TOPIC_CONTROL: COMPACTED}
 
 
 def _retriable(exc: object) -> bool:
@@ -224,6 +227,33 @@ class KafkaBus:
             return [int(ends[tp]) for tp in tps]
         except Exception as e:
             raise BusError(f"cannot read the end offsets of {topic!r} at {self._bootstrap}: {e}") from e
+        finally:
+            c.close(autocommit=False)
+
+    def read_all(self, topic: str, timeout_s: float = 10.0) -> list[Record]:
+        """Every record on ``topic`` up to its end offsets now, read without a group (so no rebalance)."""
+        from kafka.structs import TopicPartition
+
+        c = self._offsets_reader(None)
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+            if not tps:
+                return []
+            c.assign(tps)
+            ends = c.end_offsets(tps)
+            c.seek_to_beginning(*tps)
+            out: list[Record] = []
+            deadline = time.monotonic() + timeout_s
+            while any(c.position(tp) < ends[tp] for tp in tps):
+                if time.monotonic() > deadline:
+                    raise BusUnavailable(f"reading {topic!r} from {self._bootstrap} took over {timeout_s:.0f}s")
+                out += [Record(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
+                               timestamp_ms=r.timestamp) for rs in c.poll(timeout_ms=200).values() for r in rs]
+            return out
+        except BusUnavailable:
+            raise
+        except Exception as e:
+            raise BusError(f"cannot read {topic!r} at {self._bootstrap}: {e}") from e
         finally:
             c.close(autocommit=False)
 

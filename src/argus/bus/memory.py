@@ -72,6 +72,10 @@ class MemoryBus:
         with self._cond:
             return [len(log) for log in self._logs.get(topic, [])]
 
+    def read_all(self, topic: str) -> list[Record]:
+        with self._cond:
+            return [r for log in self._logs.get(topic, []) for r in log]
+
 
 class MemoryConsumer:
     def __init__(self, bus: MemoryBus, topics: list[str], group: str) -> None:

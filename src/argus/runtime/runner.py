@@ -11,6 +11,9 @@ Stages only hold their logic (a :class:`Processor`); this module owns the delive
   nothing is committed or dead-lettered, the stage reports not ready, and the batch is retried with capped backoff
   for as long as it takes, then the stage resumes where it stopped. A stop request (SIGTERM) while holding leaves
   the batch uncommitted, for the next owner of the partition.
+- every instance records ``started`` (with a heartbeat), then ``finished`` or ``stopped`` on ``argus.control.v1``;
+  with ``exit_when_drained`` the loop returns once its input is finished — ingest finished and every consumer
+  group from the first stage down to this one committed all of its input (the design: argus.runtime.drain).
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from argus.bus.base import Bus, Consumer, Record
-from argus.errors import ArgusError, InputError, SchemaError, TransientError
+from argus.errors import ArgusError, BusError, InputError, SchemaError, TransientError
 from argus.metrics import StageMetrics
 from argus.retry import Backoff
+from argus.runtime.drain import DrainCheck, StatusRecorder, chain
 from argus.runtime.http import Health
-from argus.schemas import TOPIC_DEADLETTER, DeadLetterV1, _Message, decode, encode
+from argus.schemas import TOPIC_CONTROL, TOPIC_DEADLETTER, DeadLetterV1, _Message, decode, encode
 from argus.topology import consumer_group
 
 if TYPE_CHECKING:
@@ -95,6 +99,7 @@ class StageRunner(Generic[In]):
         group: str | None = None,
         poll_timeout_s: float = 0.5,
         backoff: Backoff = RETRY_BACKOFF,
+        drain_check_s: float = 1.0,
     ) -> None:
         self.p = processor
         self.stage = processor.stage
@@ -107,7 +112,9 @@ class StageRunner(Generic[In]):
         self._stop = threading.Event()  # replaced by run()'s; set: a held batch is abandoned, uncommitted
         self.backoff = backoff
         self.poll_timeout_s = poll_timeout_s
-        bus.ensure_topics([processor.input_topic, *processor.output_topics, TOPIC_DEADLETTER])
+        self.drain_check_s = drain_check_s
+        bus.ensure_topics([processor.input_topic, *processor.output_topics, TOPIC_DEADLETTER, TOPIC_CONTROL])
+        self.status = StatusRecorder(bus, stage=processor.stage)
         self.consumer: Consumer = bus.consumer([processor.input_topic], group=self.group)
 
     @classmethod
@@ -146,7 +153,7 @@ class StageRunner(Generic[In]):
         outputs = [o for o in results if isinstance(o, Output)]
         rejects = [o for o in results if isinstance(o, Reject)]
         self._hold_while_unavailable("publish", lambda: self._publish(outputs, rejects))
-        self.consumer.commit(records)
+        self._hold_while_unavailable("commit", lambda: self.consumer.commit(records))  # a broker outage, waited out
         self.m.messages_in.labels("ok").inc(len(items))
         self.m.batch_size.observe(len(records))
         self.m.processing_seconds.observe(time.perf_counter() - t0)
@@ -230,23 +237,57 @@ class StageRunner(Generic[In]):
         self.bus.publish(TOPIC_DEADLETTER, key=dl.key(), value=encode(dl))
 
     # ---- loop -----------------------------------------------------------------------------------------------
-    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None:
-        """Loop until ``stop`` is set (SIGTERM) — or, for the demo, until idle for ``idle_exit_s``."""
+    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None,
+            exit_when_drained: bool = False) -> None:
+        """Loop until ``stop`` is set (SIGTERM) — or until idle for ``idle_exit_s``, or, with
+        ``exit_when_drained``, until the input is finished (checked every ``drain_check_s`` while idle)."""
         self._stop = stop
         self.health.ready = True
         self.m.up.set(1)
-        idle_since = time.monotonic()
+        self.status.started()
+        drain = DrainCheck(self.bus, chain(self.p.input_topic, self.group, stage=self.stage)) \
+            if exit_when_drained else None
+        idle_since = last_check = time.monotonic()
+        drained = False
         try:
             while not stop.is_set():
+                self.status.beat()
                 if self.run_once():
                     idle_since = time.monotonic()
-                elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                    continue
+                now = time.monotonic()
+                if idle_exit_s is not None and now - idle_since > idle_exit_s:
                     break
+                if drain is not None and now - last_check >= self.drain_check_s:
+                    last_check = now
+                    if drained := self._drained(drain):
+                        break
         except _Abandoned as e:
             log.info("%s", e)
         finally:
+            if drained:
+                self.status.finished(stop)
+            else:
+                self.status.stopped()
             self.m.up.set(0)
             self.health.ready = False
+
+    def _drained(self, drain: DrainCheck) -> bool:
+        """One drain check; a broker that cannot answer now means "not yet", never "drained"."""
+        try:
+            verdict = drain.check()
+        except BusError as e:
+            log.warning("%s: cannot tell whether the input is drained (%s); asking again", self.stage, e)
+            return False
+        if verdict.drained:
+            log.info("%s: input drained (upstream finished, group %s committed everything): exiting",
+                     self.stage, self.group)
+            self.health.detail.pop("drain", None)
+            return True
+        if self.health.detail.get("drain") != verdict.waiting_for:
+            log.info("%s: not drained yet, waiting for %s", self.stage, verdict.waiting_for)
+            self.health.detail["drain"] = verdict.waiting_for
+        return False
 
     def close(self) -> None:
         self.consumer.close()

@@ -19,7 +19,8 @@ class Service(Protocol):
     stage: str
     health: Health  # what /healthz and /readyz report
 
-    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> None: ...
+    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None,
+            exit_when_drained: bool = False) -> None: ...
 
     def close(self) -> None: ...
 
