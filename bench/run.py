@@ -1,5 +1,8 @@
 """``argus bench [--quick] [--only AREA ...] [--gpu] [--out DIR]``: run the benchmark areas, one JSON line per result.
 
+``argus bench soak --minutes N --load X [--out DIR]`` is the soak (bench/soak.py): not an area, since it runs for
+as long as it is asked to.
+
 stdout carries only the JSON lines (one per result, as soon as it is measured); progress goes to stderr. At the
 end ``DIR/RESULTS.md`` (a table per area, the machine, the date and the exact command) and ``DIR/results.jsonl``
 are written. Exit status 0 when every area ran, 1 when one failed (its error is also a line, with ``skipped``).
@@ -138,6 +141,11 @@ def _run_areas(areas: list[str], args: argparse.Namespace, tmp: str, emit: Calla
 
 
 def main(argv: list[str] | None = None) -> int:
+    rest = list(sys.argv[1:] if argv is None else argv)
+    if rest[:1] == ["soak"]:  # ``argus bench soak --minutes N --load X``: a long run of its own (bench/soak.py)
+        from bench import soak
+
+        return soak.main(rest[1:])
     args = build_parser().parse_args(argv)
     areas = [a for a in AREAS if (a in args.only if args.only else (a != "gpu" or args.gpu))]
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
