@@ -236,7 +236,7 @@ class StatusRecorder:
         self._last_beat = time.monotonic()
         rec = self._record(state)
         self.bus.publish(TOPIC_CONTROL, key=rec.key(), value=encode(rec))
-        self.bus.flush()
+        self.bus.flush(timeout_s=2.0)  # bounded: with the broker away, a beat must not stall the stage loop for 30 s
 
     def started(self) -> None:
         self.ts_started = self.clock()
