@@ -51,7 +51,7 @@ def test_health_doc_has_the_documented_keys_and_fps_over_the_interval() -> None:
                      _stats("gate", frames=100), 5.0, now=T + 9)
     assert tuple(doc) == HEALTH_KEYS
     assert doc == {"state": "streaming", "fps": 10.0, "last_frame_ts": T, "frames_dropped": 3, "reconnects": 1,
-                   "updated_at": T + 9}
+                   "watchdog_trips": 0, "flaps": 0, "updated_at": T + 9}
 
 
 def test_health_doc_without_a_baseline_claims_no_rate() -> None:
@@ -81,9 +81,9 @@ def test_recorder_writes_each_camera_with_the_rate_of_the_last_interval_only(tmp
     health = store.camera_health()
     assert health == {
         "a": {"state": "streaming", "fps": 2.0, "last_frame_ts": T, "frames_dropped": 4, "reconnects": 0,
-              "updated_at": T + 10},  # 10 frames in the last 5 s, not 110 / 10 s since the start
+              "watchdog_trips": 0, "flaps": 0, "updated_at": T + 10},  # 10 frames in the last 5 s, not 110 / 10 s
         "b": {"state": "streaming", "fps": 5.0, "last_frame_ts": T + 9, "frames_dropped": 0, "reconnects": 0,
-              "updated_at": T + 10},
+              "watchdog_trips": 0, "flaps": 0, "updated_at": T + 10},
     }
     store.close()
 

@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 __all__ = ["HEALTH_KEYS", "CameraHealthRecorder", "HealthStore", "health_doc"]
 
 #: The keys of each camera's health document (docs/operator-api-design.md, "Cameras").
-HEALTH_KEYS = ("state", "fps", "last_frame_ts", "frames_dropped", "reconnects", "updated_at")
+#: ``watchdog_trips`` (reads that hung and were abandoned) and ``flaps`` (sessions that came up and failed before they
+#: were stable) tell "wedged" and "flapping" apart from "down", which ``state`` and ``reconnects`` alone cannot.
+HEALTH_KEYS = ("state", "fps", "last_frame_ts", "frames_dropped", "reconnects", "watchdog_trips", "flaps",
+               "updated_at")
 
 
 class HealthStore(Protocol):
@@ -40,7 +43,8 @@ def health_doc(stats: ReaderStats, previous: ReaderStats | None, elapsed_s: floa
     frames = stats.frames_read - (previous.frames_read if previous is not None else stats.frames_read)
     fps = round(frames / elapsed_s, 3) if previous is not None and elapsed_s > 0 else 0.0
     return {"state": stats.state.value, "fps": fps, "last_frame_ts": stats.last_frame_ts,
-            "frames_dropped": stats.frames_dropped, "reconnects": stats.reconnects, "updated_at": now}
+            "frames_dropped": stats.frames_dropped, "reconnects": stats.reconnects,
+            "watchdog_trips": stats.watchdog_trips, "flaps": stats.flaps, "updated_at": now}
 
 
 class CameraHealthRecorder:

@@ -9,6 +9,12 @@ supervisor is safe while the abandoned read is still blocked (see ``argus.ingest
 
 Failures never kill the thread: open/read errors reconnect with capped, jittered exponential backoff (jitter so
 fifty cameras behind one dead switch do not reconnect in lock-step); a corrupt frame is counted and skipped.
+
+A FLAPPING camera (its URL answers, delivers a few frames, fails, comes back, all night) must not be reconnected
+at the first backoff step forever: every reconnect is a handshake and a decoder start on the camera or the NVR,
+and an operator should see it as unstable, not healthy. So the backoff only starts over after a session that
+stayed up for ``stable_after_s``; shorter sessions keep climbing towards the cap (each one still resets the
+``max_failures`` count, since it did deliver frames) and are counted as ``flaps``.
 Counters are plain integers exposed as a :class:`ReaderStats` snapshot: the metrics module reads them, this
 module does not know Prometheus exists.
 """
@@ -62,6 +68,7 @@ class ReaderStats:
     read_errors: int
     decode_errors: int
     watchdog_trips: int
+    flaps: int = 0  # sessions that delivered frames but failed before stable_after_s: the camera comes and goes
     last_frame_ts: float | None  # capture ts of the newest frame (epoch s)
     seconds_since_frame: float | None  # wall time since a frame last arrived: the "camera silent" signal
     queue_depth: int
@@ -129,10 +136,11 @@ class CameraReader:
         backoff: Backoff | None = None,
         max_failures: int | None = None,
         max_consecutive_decode_errors: int = 50,
+        stable_after_s: float = 30.0,
         rng: random.Random | None = None,
     ) -> None:
         for name, v in (("open_timeout_s", open_timeout_s), ("read_timeout_s", read_timeout_s),
-                        ("close_timeout_s", close_timeout_s)):
+                        ("close_timeout_s", close_timeout_s), ("stable_after_s", stable_after_s)):
             if not v > 0:
                 raise ConfigError(f"camera {source.camera_id!r}: {name}: expected > 0, got {v!r}")
         if max_failures is not None and max_failures < 1:
@@ -146,6 +154,7 @@ class CameraReader:
         self._backoff = backoff or Backoff()
         self._max_failures = max_failures
         self._max_decode = max_consecutive_decode_errors
+        self._stable_after = stable_after_s
         self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -161,6 +170,8 @@ class CameraReader:
         self._read_errors = 0
         self._decode_errors = 0
         self._trips = 0
+        self._flaps = 0
+        self._streaming_since: float | None = None  # monotonic start of the current session's streaming
         self._last_ts: float | None = None
         self._last_frame_mono: float | None = None
         self._started_mono: float | None = None
@@ -213,7 +224,7 @@ class CameraReader:
             return ReaderStats(
                 camera_id=self.camera_id, state=self._state, frames_read=self._frames, frames_dropped=self._dropped,
                 reconnects=self._reconnects, open_errors=self._open_errors, read_errors=self._read_errors,
-                decode_errors=self._decode_errors, watchdog_trips=self._trips, last_frame_ts=self._last_ts,
+                decode_errors=self._decode_errors, watchdog_trips=self._trips, flaps=self._flaps, last_frame_ts=self._last_ts,
                 seconds_since_frame=None if ref is None else now - ref, queue_depth=self.queue.depth,
                 hung_threads=len(self._abandoned), last_backoff_s=self._last_backoff, last_error=self._last_error,
             )
@@ -268,22 +279,30 @@ class CameraReader:
             log.warning("camera %r: close() failed: %s", self.camera_id, e)
 
     def _run(self) -> None:
-        failures = 0
+        failures = 0  # consecutive sessions without a frame (max_failures)
+        streak = 0  # consecutive sessions that were not stable (the backoff step)
         try:
             while not self._stop.is_set():
+                self._streaming_since = None
                 outcome = self._session()
                 if outcome in (ReaderState.ended, ReaderState.stopped):
                     self._set(state=outcome)
                     return
                 if outcome is ReaderState.streaming:  # delivered frames before failing: a fresh failure streak
                     failures = 0
+                    up = time.monotonic() - (self._streaming_since or time.monotonic())
+                    if up >= self._stable_after:
+                        streak = 0
+                    else:
+                        self._bump("flaps")
                 failures += 1
+                streak += 1
                 if self._max_failures is not None and failures >= self._max_failures:
                     log.error("camera %r: giving up after %d consecutive failed attempts (last error: %s)",
                               self.camera_id, failures, self._last_error)
                     self._set(state=ReaderState.failed)
                     return
-                delay = self._backoff.delay(failures - 1, self._rng)
+                delay = self._backoff.delay(streak - 1, self._rng)
                 self._set(state=ReaderState.backoff, last_backoff=delay)
                 log.info("camera %r: reconnecting in %.2f s (attempt %d)", self.camera_id, delay, failures)
                 if self._stop.wait(delay):
@@ -319,6 +338,7 @@ class CameraReader:
             self._close_source()
             return ReaderState.connecting
         self._set(state=ReaderState.streaming)
+        self._streaming_since = time.monotonic()
         delivered = False
         decode_streak = 0
         while True:
