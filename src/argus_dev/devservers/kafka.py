@@ -3,6 +3,11 @@
 No Kafka tarball is reachable from here, but Maven Central carries ``org.apache.kafka:kafka_2.13`` with its
 whole dependency tree, and that is all ``kafka.Kafka`` needs: a generated pom plus
 ``mvn dependency:copy-dependencies`` gives a ``libs/`` directory equivalent to the distribution's.
+
+With ``security`` (:class:`~argus_dev.devservers.security.Security`) the broker has no plaintext door: the client
+listener is SASL_SSL (SCRAM-SHA-512, PEM keystore/truststore), the KRaft controller listener is SSL, and the SCRAM
+users (the client user and the broker's own inter-broker user) are written into the metadata log when the storage
+is formatted, so they exist from the first second. Without it the broker is plaintext, as every other test expects.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from argus_dev.devservers import HOST, DevServerError, Launch, ServerSpec, install_once, run_checked
+from argus_dev.devservers.security import Security, scram_credential
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +29,8 @@ KAFKA_VERSION = "4.4.0"
 SLF4J_BINDING = ("org.slf4j", "slf4j-simple", "1.7.36")
 #: A 1080p JPEG is 0.3–1 MB; 4 MiB leaves room for 4K frames and batched envelopes.
 MESSAGE_MAX_BYTES = 4 * 1024 * 1024
+#: The one SASL mechanism a secure dev broker enables (what production's Strimzi listener uses).
+SASL_MECHANISM = "SCRAM-SHA-512"
 
 _POM = """<?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -70,6 +78,11 @@ class KafkaServer(ServerSpec):
     cmdline_marker = "kafka.Kafka"
     ready_timeout_s = 90.0
     stop_timeout_s = 30.0
+
+    def __init__(self) -> None:
+        #: broker port -> kafka-python security kwargs, for the readiness probe of a secure broker this process
+        #: started (``ready`` only gets the ports).
+        self._client_security: dict[int, dict[str, Any]] = {}
 
     def install_dir(self, home: Path) -> Path:
         return home / "kafka" / KAFKA_VERSION
@@ -126,15 +139,26 @@ class KafkaServer(ServerSpec):
             "log.retention.hours": "24",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
+        security: Security | None = options.get("security")
+        scram_args: list[str] = []
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if security is not None:
+            props.update(_secure_properties(security, data_dir, broker=broker, controller=controller))
+            for user, password in ((security.username, security.password),
+                                   (security.broker_username, security.broker_password)):
+                salt, salted = scram_credential(SASL_MECHANISM, password)
+                scram_args += ["--add-scram", f'{SASL_MECHANISM}=[name={user},iterations=8192,salt="{salt}",'
+                                              f'saltedpassword="{salted}"]']
+            self._client_security[broker] = client_security(security)
         for key, value in dict(options.get("kafka_properties", {})).items():
             props[str(key)] = str(value)
-        data_dir.mkdir(parents=True, exist_ok=True)
         conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        conf.chmod(0o600)  # a secure broker's file holds its inter-broker password
         if not (logs / "meta.properties").is_file():
             cluster_id = run_checked([java(), "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
                                      what="kafka: cluster id").strip().splitlines()[-1]
             run_checked([java(), "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                         "-c", str(conf), "--ignore-formatted"], what="kafka: formatting KRaft storage")
+                         "-c", str(conf), "--ignore-formatted", *scram_args], what="kafka: formatting KRaft storage")
         cmd = [java(), "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
                *_LOG_PROPS, "-cp", classpath, "kafka.Kafka", str(conf)]
         return Launch(cmd=cmd, cwd=data_dir, extra={"kafka_version": KAFKA_VERSION})
@@ -145,7 +169,7 @@ class KafkaServer(ServerSpec):
         except ImportError as e:
             raise DevServerError("kafka: the readiness check needs kafka-python (argus-watch[kafka])") from e
         admin = KafkaAdminClient(bootstrap_servers=self.address(ports), request_timeout_ms=3000,
-                                 client_id="argus-dev-ready")
+                                 client_id="argus-dev-ready", **self._client_security.get(ports["kafka"], {}))
         try:
             # A metadata round trip that needs the controller: the broker is registered and serving.
             admin.describe_cluster()
@@ -156,3 +180,36 @@ class KafkaServer(ServerSpec):
 
     def address(self, ports: Mapping[str, int]) -> str:
         return f"{HOST}:{ports['kafka']}"
+
+
+def client_security(security: Security) -> dict[str, Any]:
+    """kafka-python keyword arguments of a client of a secure dev broker (as ``security.username``)."""
+    return {"security_protocol": "SASL_SSL", "sasl_mechanism": SASL_MECHANISM,
+            "sasl_plain_username": security.username, "sasl_plain_password": security.password,
+            "ssl_cafile": str(security.tls.ca_cert), "ssl_check_hostname": True}
+
+
+def _secure_properties(security: Security, data_dir: Path, *, broker: int, controller: int) -> dict[str, str]:
+    """server.properties of a broker whose only doors are SASL_SSL (clients, itself) and SSL (the controller)."""
+    tls = security.tls
+    # A PEM keystore is one file: the private key, then the certificate chain.
+    keystore = data_dir / "keystore.pem"
+    keystore.write_text(tls.server_key.read_text() + tls.server_cert.read_text())
+    keystore.chmod(0o600)
+    jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+            f'username="{security.broker_username}" password="{security.broker_password}";')
+    return {
+        "listeners": f"SASL_SSL://{HOST}:{broker},CONTROLLER://{HOST}:{controller}",
+        "advertised.listeners": f"SASL_SSL://{HOST}:{broker}",
+        "inter.broker.listener.name": "SASL_SSL",
+        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+        "sasl.enabled.mechanisms": SASL_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+        f"listener.name.sasl_ssl.{SASL_MECHANISM.lower()}.sasl.jaas.config": jaas,
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(tls.ca_cert),
+        "ssl.client.auth": "none",
+        "ssl.endpoint.identification.algorithm": "https",
+    }

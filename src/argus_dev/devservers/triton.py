@@ -6,6 +6,9 @@ runs the same ONNX file through ``1/model.py`` (tools/triton_python_model.py) on
 ``--model-config-name=cpu``. The gRPC/HTTP protocol, dynamic batching and metrics are Triton's own.
 
 pytriton pins ``numpy<2``, so it gets its own venv under the cache dir, never the app's.
+
+With ``security`` the gRPC endpoint (the one Argus uses) is TLS-only (``--grpc-use-ssl``). Triton's HTTP endpoint has
+no TLS of its own; it stays on 127.0.0.1 here for the readiness probe, and production does not expose it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from argus_dev.devservers import (
     repo_root,
     run_checked,
 )
+from argus_dev.devservers.security import Security
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +171,16 @@ class TritonServer(ServerSpec):
             # A model that fails to load must fail the start, not leave a half-ready server.
             "--exit-on-error=true", "--strict-readiness=true",
         ]
+        extra = {"model_repository": str(model_repo), "http": f"http://{HOST}:{ports['triton_http']}",
+                 "metrics": f"http://{HOST}:{ports['triton_metrics']}/metrics"}
+        security: Security | None = options.get("security")
+        if security is not None:
+            tls = security.tls
+            cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={tls.server_cert}",
+                    f"--grpc-server-key={tls.server_key}", f"--grpc-root-cert={tls.ca_cert}"]
+            extra.update(grpc_tls="true", ca_cert=str(tls.ca_cert))
         data_dir.mkdir(parents=True, exist_ok=True)
-        return Launch(cmd=cmd, env=env, cwd=data_dir,
-                      extra={"model_repository": str(model_repo), "http": f"http://{HOST}:{ports['triton_http']}",
-                             "metrics": f"http://{HOST}:{ports['triton_metrics']}/metrics"})
+        return Launch(cmd=cmd, env=env, cwd=data_dir, extra=extra)
 
     def ready(self, ports: Mapping[str, int]) -> bool:
         base = f"http://{HOST}:{ports['triton_http']}"
