@@ -991,7 +991,9 @@ def known_metrics(root: Path = ROOT) -> set[str]:
         plain = plain_common | set(re.findall(r'\.(?:counter|gauge)\(\s*"(\w+)"', text))
         names |= {f"argus_{stage}_{n}" for n in plain}
         names |= {f"argus_{stage}_{n}{s}" for n in hist for s in ("_bucket", "_sum", "_count")}
-    return names
+    from argus.sinks.outbox import metric_names  # the alerter's webhook outbox: a collector, not a stage call
+
+    return names | set(metric_names("alerter"))
 
 
 _PROMQL_WORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",

@@ -56,7 +56,13 @@ def panels() -> list[dict[str, Any]]:
               "Sampled frames each camera puts on argus.frames.v2."),
         panel("Frames dropped per camera (per s)",
               [("sum by (camera) (rate(argus_ingest_frames_dropped_total[1m]))", "{{camera}}")], "fps",
-              "Oldest frames dropped because ingest could not publish fast enough (0 when healthy)."),
+              "Dropped by policy (ARGUS_INGEST_QUEUE per camera, oldest first) because ingest could not publish "
+              "fast enough; 0 when healthy."),
+        panel("Camera faults (last 5 min)",
+              [("sum by (camera) (increase(argus_ingest_watchdog_trips_total[5m]))", "hung reads {{camera}}"),
+               ("sum by (camera) (increase(argus_ingest_read_errors_total[5m]))", "open/read errors {{camera}}")],
+              "none", "Reads abandoned by the watchdog (a wedged stream) and failed opens/reads per camera; a "
+                      "flapping camera shows errors and reconnects in every window."),
         panel("Camera streaming (1 = up)",
               [("max by (camera) (argus_ingest_camera_up)", "{{camera}}")], "none",
               "argus_ingest_camera_up: 0 while a camera reconnects."),
@@ -137,6 +143,13 @@ def panels() -> list[dict[str, Any]]:
         panel("Alert sink failures (last hour)",
               [("sum by (sink) (increase(argus_alerter_sink_failures_total[1h])) or vector(0)", "{{sink}}")],
               "none", "Failed deliveries per sink; ArgusAlertSinkFailing pages on any."),
+        panel("Webhook outbox",
+              [("max(argus_alerter_webhook_outbox_depth) or vector(0)", "queued alerts"),
+               ("max(argus_alerter_webhook_outbox_oldest_age_seconds) or vector(0)", "oldest waiting (s)"),
+               ("sum by (outcome) (increase(argus_alerter_webhook_deliveries_total[1h])) or vector(0)",
+                "{{outcome}} /h")], "none",
+              "Alerts waiting for a slow or failing receiver (delivered when it answers 2xx again); dropped = "
+              "oldest removed from a full outbox (by policy), rejected = refused for good (4xx)."),
     ]
 
 

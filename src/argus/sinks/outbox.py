@@ -45,7 +45,7 @@ from argus.schemas import AlertV3
 from argus.sinks.webhook import Attempt, WebhookSink, body_of
 
 __all__ = ["DEFAULT_CAPACITY", "DELIVERY_BACKOFF", "MemoryOutbox", "Outbox", "OutboxSink", "OutboxStats",
-           "Pending", "Poster", "SqliteOutbox", "durable_webhook"]
+           "Pending", "Poster", "SqliteOutbox", "durable_webhook", "metric_names"]
 
 log = logging.getLogger(__name__)
 
@@ -348,21 +348,28 @@ class OutboxSink:
             self.outbox.close()
 
 
+def metric_names(stage: str = "alerter") -> tuple[str, ...]:
+    """The series the outbox exports (tools/k8s_check.py checks dashboard and alert rules against them)."""
+    p = f"argus_{stage}_webhook"
+    return f"{p}_outbox_depth", f"{p}_outbox_oldest_age_seconds", f"{p}_deliveries_total"
+
+
 class _OutboxCollector(Collector):
     """Reads the sink's counters at scrape time (no second copy of them to keep in step)."""
 
     def __init__(self, sink: OutboxSink, stage: str) -> None:
-        self._sink, self._p = sink, f"argus_{stage}_webhook"
+        self._sink, self._names = sink, metric_names(stage)
 
     def collect(self) -> Iterator[Metric]:
         st = self._sink.stats()
-        depth = GaugeMetricFamily(f"{self._p}_outbox_depth", "Alerts queued for the webhook, not yet delivered.")
+        depth_name, age_name, deliveries_name = self._names
+        depth = GaugeMetricFamily(depth_name, "Alerts queued for the webhook, not yet delivered.")
         depth.add_metric([], st.depth)
-        age = GaugeMetricFamily(f"{self._p}_outbox_oldest_age_seconds",
-                                "Age of the oldest alert waiting for the webhook (0 when none waits).")
+        age = GaugeMetricFamily(age_name, "Age of the oldest alert waiting for the webhook (0 when none waits).")
         age.add_metric([], st.oldest_age_s)
-        out = CounterMetricFamily(f"{self._p}_deliveries", "Webhook delivery attempts by outcome (delivered, "
-                                  "retried, rejected = refused for good, dropped = outbox full).", labels=["outcome"])
+        out = CounterMetricFamily(deliveries_name.removesuffix("_total"),
+                                  "Webhook delivery attempts by outcome (delivered, retried, rejected = refused for "
+                                  "good, dropped = outbox full).", labels=["outcome"])
         for outcome in ("delivered", "retried", "rejected", "dropped"):
             out.add_metric([outcome], getattr(st, outcome))
         yield from (depth, age, out)
