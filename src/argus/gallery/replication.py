@@ -42,6 +42,7 @@ trail (argus.operations) is the copy every process shares. Erasure also rewrites
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -84,6 +85,7 @@ HEAD_KEY = b"head"
 SNAPSHOT_META = "replication.json"
 
 
+@functools.lru_cache(maxsize=1 << 18)  # every apply looks up each person's key; a sha256 each time adds up
 def person_log_key(person_id: str) -> bytes:
     """The topic key of a person: a digest, so a tombstone left after an erasure names nobody."""
     return b"person:" + hashlib.sha256(person_id.encode("utf-8")).hexdigest().encode()
@@ -131,10 +133,10 @@ class GalleryRecordV1(BaseModel):
 
 
 def _rows(data: bytes, dim: int, what: str) -> np.ndarray:
+    """A read-only view of the bytes (no copy: the snapshot concatenates, and so copies, them anyway)."""
     if len(data) % (4 * dim):
         raise SchemaError(f"{TOPIC_GALLERY}: {what}: expected a multiple of {4 * dim} bytes, got {len(data)}")
-    arr = np.frombuffer(data, dtype="<f4").reshape(-1, dim).astype(np.float32)
-    return arr
+    return np.frombuffer(data, dtype="<f4").reshape(-1, dim)
 
 
 def person_record(snap: Snapshot, person_id: str) -> bytes:
@@ -181,8 +183,10 @@ def apply_records(snap: Snapshot, records: Sequence[LogRecord]) -> Snapshot:
     dim = snap.dim
     keep = [i for i, p in enumerate(snap.persons) if person_log_key(p.person_id) not in latest]
     persons = [snap.persons[i] for i in keep]
-    counts = [int(snap.counts[i]) for i in keep]
-    parts = [snap.embeddings[np.isin(snap.row_person, np.asarray(keep, dtype=np.int64))]] if keep else []
+    counts = snap.counts[keep].tolist()
+    kept = np.zeros(len(snap.persons), dtype=bool)
+    kept[keep] = True
+    parts = [snap.embeddings[kept[snap.row_person]]] if keep else []
     negatives = {p.person_id: snap.negatives[p.person_id] for p in persons if p.person_id in snap.negatives}
     watchlists = dict(snap.watchlists)
     for key, value in latest.items():
@@ -200,9 +204,8 @@ def apply_records(snap: Snapshot, records: Sequence[LogRecord]) -> Snapshot:
             persons.append(person)
             counts.append(int(emb.shape[0]))
             parts.append(emb)
-            neg = _rows(rec.negatives, dim, "negatives")
-            if neg.shape[0]:
-                negatives[person.person_id] = neg
+            if rec.negatives:
+                negatives[person.person_id] = _rows(rec.negatives, dim, "negatives")
     emb_all = np.concatenate(parts, axis=0) if parts else np.zeros((0, dim), np.float32)
     return Snapshot.build(dim=dim, version=version, persons=persons, counts=counts, embeddings=emb_all,
                           watchlists=watchlists, negatives=negatives)
