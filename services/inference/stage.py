@@ -7,6 +7,12 @@ first usable ones of a track, then only clearly better ones, at most ``ARGUS_TRA
 the embedder, in one batch. A frame with neither faces nor ended tracks produces no message (it is counted); a
 corrupt JPEG is dead-lettered with its camera and sequence number and the rest of the batch goes on.
 
+Where the detector looks: a keyframe (``FrameV2.keyframe``: gating off, the periodic full-frame pass, a camera's
+first frame, a light change) is detected whole; a gated frame only in model-sized crops around where it moved and
+around the camera's open tracks (argus.motion.detection_regions; ``ARGUS_DETECT_REGIONS=false``: whole frames),
+all crops of the batch in one detector call. Alignment and the embedder always read the full-resolution frame.
+The load is counted in ``detector_images_total`` / ``detector_pixels_total`` by kind (full, crop).
+
 When a camera's partition moves to another replica (rebalance, restart), its tracks restart there: a visit in
 progress continues as a new track. Nothing is lost (the uncommitted frames are redelivered) and nothing doubles
 (the alerter's cooldown per person and camera keeps the new track from raising a second alert).
@@ -22,10 +28,11 @@ import numpy as np
 
 from argus.errors import ConfigError, InputError
 from argus.faces.embedder import EMBEDDING_DIM
-from argus.faces.pipeline import BatchEmotions, FrameEmotions, FrameFaces
+from argus.faces.pipeline import BatchEmotions, FrameEmotions, FrameFaces, Region
 from argus.faces.tta import MAX_VIEWS
 from argus.imaging import decode_jpeg, encode_jpeg
 from argus.metrics import StageMetrics
+from argus.motion import detection_regions
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
 from argus.schemas import TOPIC_FACES, EndedTrackV2, FacesV3, FaceV3, FrameV2, Quality, embedding_bytes
@@ -53,6 +60,12 @@ class InferenceProcessor:
         self.tracks_ended = metrics.counter("tracks_ended_total", "Tracks ended, by reason.", ("reason",))
         self.tracks_active = metrics.gauge("tracks_active", "Face tracks open in this replica (all cameras).")
         self.model_seconds = metrics.histogram("batch_model_seconds", "Model time per micro-batch.")
+        self.detect_regions = s.detect_regions
+        self.detector_images = metrics.counter(
+            "detector_images_total", "Images the detector ran on, by kind: full (a whole frame: keyframes, gating "
+            "off) or crop (a model-sized crop around motion and open tracks).", ("kind",))
+        self.detector_pixels = metrics.counter(
+            "detector_pixels_total", "Pixels the detector ran on, by kind (full, crop): its load.", ("kind",))
         self.emotion_tta, self.emotion_tta_views = s.emotion_tta, s.emotion_tta_views
         self.emotion_rules = s.emotion_rules
         if self.emotion_tta != "off" and self.emotion_tta_views > MAX_VIEWS:
@@ -86,7 +99,8 @@ class InferenceProcessor:
         if not images:
             return out
         t0 = time.perf_counter()
-        located = self.pipeline.locate(images)
+        regions = [self._regions(it.message, img) for it, img in zip(good, images, strict=True)]
+        located = self.pipeline.locate(images, regions=regions)
         pending: dict[str, _Budget] = {}  # embeddings chosen earlier in this batch, not yet recorded by the tracker
         plans = [self._track(it.message, faces, pending) for it, faces in zip(good, located, strict=True)]
         picked = [(p, j) for p in plans for j in p.embed]
@@ -108,6 +122,22 @@ class InferenceProcessor:
             out.extend(self._message(p, fe, now))
         self.tracks_active.set(sum(len(c.tracks) for c in self.tracker.cameras.values()))
         return out
+
+    def _regions(self, m: FrameV2, img: np.ndarray) -> tuple[Region, ...] | None:
+        """Where to detect on this frame (argus.motion.detection_regions), counted as detector load."""
+        h, w = img.shape[:2]
+        regions = None
+        if self.detect_regions and not m.keyframe:
+            cam = self.tracker.cameras.get(m.camera_id)
+            tracked = [t.predict(m.ts_capture) for t in cam.tracks.values()] if cam is not None else []
+            regions = detection_regions(keyframe=False, motion=m.motion, tracked=tracked, frame_shape=(h, w))
+        if regions is None:
+            self.detector_images.labels("full").inc()
+            self.detector_pixels.labels("full").inc(h * w)
+        elif regions:
+            self.detector_images.labels("crop").inc(len(regions))
+            self.detector_pixels.labels("crop").inc(sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions))
+        return regions
 
     def _track(self, m: FrameV2, faces: FrameFaces, pending: dict[str, _Budget]) -> _FramePlan:
         """Associate the frame's faces with the camera's tracks and pick the ones worth embedding."""

@@ -10,6 +10,8 @@ camera::
     fps = 5                             # sampling rate, 0 < fps <= 60
     enabled = true
     timezone = "Europe/Berlin"          # optional IANA name: the console shows the camera's local time
+    motion_mask = [[[0, 0], [400, 0], [400, 60], [0, 60]]]  # optional: polygons (x, y frame pixels) whose
+                                        # movement never counts as motion (a clock overlay, a tree, a road)
 
     [camera.location]
     lat = 52.5163
@@ -25,6 +27,7 @@ use :func:`redact_url` whenever a URL is shown.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Iterator
@@ -102,6 +105,29 @@ class Camera(BaseModel):
     location: Location
     enabled: bool = True
     timezone: str | None = None
+    #: Polygons, (x, y) points in frame pixels, whose changes are not motion (argus.motion's mask): ingest's gate
+    #: skips a frame in which only they moved. Frame pixels, not fractions: the mask is drawn on a snapshot.
+    motion_mask: tuple[tuple[tuple[float, float], ...], ...] = ()
+
+    @field_validator("motion_mask", mode="before")
+    @classmethod
+    def _motion_mask(cls, v: Any) -> tuple[tuple[tuple[float, float], ...], ...]:
+        shape = "a list of polygons, each a list of >= 3 [x, y] points (finite numbers >= 0, frame pixels)"
+        if not isinstance(v, list | tuple):
+            raise ValueError(f"expected {shape}, got {type(v).__name__}")
+        polygons = []
+        for k, poly in enumerate(v):
+            if not isinstance(poly, list | tuple) or len(poly) < 3:
+                raise ValueError(f"polygon {k}: expected {shape}, got {poly!r}")
+            points = []
+            for pt in poly:
+                ok = isinstance(pt, list | tuple) and len(pt) == 2 and all(
+                    isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c) and c >= 0 for c in pt)
+                if not ok:
+                    raise ValueError(f"polygon {k}: expected [x, y] points of finite numbers >= 0, got {pt!r}")
+                points.append((float(pt[0]), float(pt[1])))
+            polygons.append(tuple(points))
+        return tuple(polygons)
 
     @field_validator("id")
     @classmethod

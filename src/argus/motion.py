@@ -41,13 +41,19 @@ import numpy as np
 
 from argus.errors import ConfigError, InputError
 
-__all__ = ["Box", "MotionConfig", "MotionDetector", "MotionResult", "Reason", "regions_to_crops"]
+__all__ = ["DETECT_CROP", "Box", "MotionConfig", "MotionDetector", "MotionResult", "Reason", "detection_regions",
+           "regions_to_crops"]
 
 Reason = Literal["motion", "periodic_full_frame", "first_frame", "no_motion", "light_change_reset"]
 ResetReason = Literal["frame_size_changed", "clock_jump"]
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels, x2/y2 exclusive
 Polygon = tuple[tuple[float, float], ...]
 
+#: Side of the square crops the detector runs on around motion and tracks (argus.faces.pipeline.FacePipeline.locate):
+#: ~1/9 of a 720p frame, room for a 200-px face with its margin; MTCNN's cost is about proportional to pixels.
+DETECT_CROP = 320
+MOTION_MARGIN = 24  # px added around a motion box: the face at the top of a walking body may stick out of its blob
+TRACK_PAD = 1.0  # a tracked face box is searched this many box sizes further on each side (it moves between frames)
 _CONTRAST_RATE = 0.05  # EMA rate of the stretch percentiles: slower than a sudden light change, faster than dusk
 _DILATE = np.ones((3, 3), np.uint8)
 
@@ -304,3 +310,31 @@ def regions_to_crops(boxes: Sequence[Sequence[float]], frame_shape: Sequence[int
     if sum(area(c) for c in crops) >= fw * fh:
         return ((0, 0, fw, fh),)
     return tuple(sorted(crops))
+
+
+def detection_regions(*, keyframe: bool, motion: Sequence[Sequence[float]], tracked: Sequence[Sequence[float]],
+                      frame_shape: Sequence[int], crop: int | tuple[int, int] = DETECT_CROP,
+                      margin: int = MOTION_MARGIN, track_pad: float = TRACK_PAD) -> tuple[Box, ...] | None:
+    """Where the detector runs on one frame: ``None`` for the whole frame, else crops (possibly none).
+
+    A keyframe is detected whole (the periodic pass finds what motion cannot: a face standing still). Otherwise
+    the crops cover every motion box (plus ``margin``) and every open track's predicted face box grown by
+    ``track_pad`` box sizes on each side — a tracked face that stopped moving is re-found in its crop, so its
+    track goes on. When the crops would cover the frame anyway, the answer is the whole frame (``None``).
+    """
+    fh, fw = int(frame_shape[0]), int(frame_shape[1])
+    if keyframe:
+        return None
+    grown: list[tuple[float, float, float, float]] = []
+    for b in tracked:
+        x1, y1, x2, y2 = (float(v) for v in b[:4])
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+            continue
+        pw, ph = track_pad * max(1.0, x2 - x1), track_pad * max(1.0, y2 - y1)
+        g = (max(0.0, x1 - pw), max(0.0, y1 - ph), min(float(fw), x2 + pw), min(float(fh), y2 + ph))
+        if g[2] > g[0] and g[3] > g[1]:
+            grown.append(g)
+    crops = regions_to_crops([*(tuple(b) for b in motion), *grown], frame_shape, crop=crop, margin=margin)
+    if crops == ((0, 0, fw, fh),):
+        return None
+    return crops

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {"bench", "name", "value", "unit", "baseline", "baseline_value", "ratio", "target", "meets_target",
             "params", "machine"}
-AREAS = {"limits", "models", "emotion", "matcher", "bus", "api", "e2e"}
+AREAS = {"limits", "models", "emotion", "matcher", "bus", "api", "e2e", "motion"}
 
 
 def _run(tmp_path: Path, *args: str, timeout: float) -> tuple[int, list[dict], str]:

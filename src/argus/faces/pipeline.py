@@ -16,6 +16,7 @@ import numpy as np
 from argus import ecrl
 from argus.errors import ConfigError, InputError
 from argus.faces.align import align_faces, emotion_crops
+from argus.faces.boxes import nms
 from argus.faces.embedder import FaceEmbedder
 from argus.faces.emotion import EmotionClassifier
 from argus.faces.mesh import FaceMesh, FaceMeshes, mesh_crops
@@ -71,13 +72,42 @@ class FacePipeline:
         """Detections for one frame (what ``argus eval faces`` needs)."""
         return self._detect([as_bgr(frame)])[0]
 
-    def locate(self, frames: Sequence[np.ndarray]) -> list[FrameFaces]:
+    def locate(self, frames: Sequence[np.ndarray], *,
+               regions: Sequence[Sequence[Region] | None] | None = None) -> list[FrameFaces]:
         """Detect, align and grade every face of every frame (one batched detector pass), without embedding:
-        the tracker decides which faces are worth the embedder (argus.tracking.should_embed)."""
+        the tracker decides which faces are worth the embedder (argus.tracking.should_embed).
+
+        ``regions`` (one entry per frame; argus.motion.detection_regions): ``None`` detects on the whole frame, a
+        sequence of (x1, y1, x2, y2) crops detects only inside them (none: no face). All crops of all frames go to
+        the detector together; their faces are moved back to frame pixels and, where crops overlap, the weaker of
+        two boxes over one face is dropped. Alignment, grey crops and quality always read the full-resolution
+        frame, so a face found in a crop is embedded exactly as one found on the whole frame.
+        """
         bgr = [as_bgr(f, where=f"frame {i}") for i, f in enumerate(frames)]
-        dets = self._detect(bgr) if bgr else []
+        if regions is not None and len(regions) != len(bgr):
+            raise InputError(f"regions: expected one entry per frame ({len(bgr)}), got {len(regions)}")
+        inputs: list[np.ndarray] = []
+        owner: list[tuple[int, int, int]] = []  # (frame, x1, y1) per detector input
+        for i, frame in enumerate(bgr):
+            wanted = None if regions is None else regions[i]
+            if wanted is None:
+                inputs.append(frame)
+                owner.append((i, 0, 0))
+                continue
+            h, w = frame.shape[:2]
+            for r in wanted:
+                x1, y1, x2, y2 = max(0, int(r[0])), max(0, int(r[1])), min(w, int(r[2])), min(h, int(r[3]))
+                if x2 - x1 < 12 or y2 - y1 < 12:  # smaller than any detector's window: nothing to find
+                    continue
+                inputs.append(np.ascontiguousarray(frame[y1:y2, x1:x2]))
+                owner.append((i, x1, y1))
+        found = self._detect(inputs) if inputs else []
+        parts: list[list[Detections]] = [[] for _ in bgr]
+        for (i, x1, y1), d in zip(owner, found, strict=True):
+            parts[i].append(_shifted(d, x1, y1))
         out = []
-        for frame, d in zip(bgr, dets, strict=True):
+        for frame, ds in zip(bgr, parts, strict=True):
+            d = _merge(ds)
             crops = align_faces(frame, d.landmarks)
             out.append(FrameFaces(
                 detections=d, crops=crops, grey=emotion_crops(frame, d.boxes),
@@ -189,6 +219,33 @@ class FacePipeline:
                 i += 1
             out.append(faces)
         return out
+
+
+#: A detector region in frame pixels: x1, y1, x2, y2 (x2/y2 exclusive), as argus.motion.detection_regions gives.
+Region = tuple[int, int, int, int]
+#: Two boxes over one face from overlapping crops: intersection over the smaller box above this keeps only one.
+CROP_DUPLICATE_OVERLAP = 0.5
+
+
+def _shifted(d: Detections, dx: int, dy: int) -> Detections:
+    if not (dx or dy) or not len(d):
+        return d
+    off = np.array([dx, dy], np.float32)
+    return Detections(boxes=d.boxes + np.tile(off, 2), scores=d.scores, landmarks=d.landmarks + off)
+
+
+def _merge(parts: Sequence[Detections]) -> Detections:
+    """One frame's detections from its crops; a face seen by two overlapping crops is kept once (best score)."""
+    if not parts:
+        return Detections.empty()
+    if len(parts) == 1:
+        return parts[0]
+    boxes = np.concatenate([p.boxes for p in parts])
+    scores = np.concatenate([p.scores for p in parts])
+    marks = np.concatenate([p.landmarks for p in parts])
+    keep = nms(boxes, scores, CROP_DUPLICATE_OVERLAP, mode="min") if len(boxes) else np.zeros(0, np.int64)
+    return Detections(boxes=np.ascontiguousarray(boxes[keep]), scores=np.ascontiguousarray(scores[keep]),
+                      landmarks=np.ascontiguousarray(marks[keep]))
 
 
 @dataclass(frozen=True, kw_only=True)
