@@ -40,6 +40,12 @@ TOPIC_OVERRIDES: dict[str, dict[str, str]] = {TOPIC_ALERTS: KEEP_A_WEEK, TOPIC_D
                                               TOPIC_CONTROL: COMPACTED}
 
 
+#: A commit (or a lag read) the broker does not answer in this time raises BusUnavailable, which the runner waits
+#: out with its own capped backoff: kafka-python's default (30 s) would hide a broker outage inside one call.
+COMMIT_TIMEOUT_MS = 5_000
+LAG_TIMEOUT_MS = 1_000
+
+
 def _retriable(exc: object) -> bool:
     """kafka-python marks errors a retry can fix (timeouts, leader elections, a broker restarting)."""
     from kafka.errors import KafkaTimeoutError
@@ -326,7 +332,8 @@ class KafkaBusConsumer:
         try:
             batches = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except Exception as e:
-            raise BusError(f"poll failed for group {self._group!r}: {e}") from e
+            kind = BusUnavailable if _retriable(e) else BusError
+            raise kind(f"poll failed for group {self._group!r}: {e}") from e
         if not batches and not self._c.assignment():
             # kafka-python returns at once while the consumer owns no partition (rebalancing, or more replicas
             # than partitions); without this the stage loop would spin a core doing nothing.
@@ -350,18 +357,28 @@ class KafkaBusConsumer:
                 offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
         if not offsets:
             return
+        from kafka.errors import CommitFailedError, RebalanceInProgressError
+
         try:
-            self._c.commit(offsets)
+            self._c.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+        except (CommitFailedError, RebalanceInProgressError) as e:
+            # The group moved on without us (a rebalance, or our session expired while the broker was away): these
+            # partitions' offsets are their next owner's to commit, and it — this consumer too, once its next poll
+            # rejoins — gets the records again from the last commit. At-least-once, so not an error to stop for.
+            log.warning("group %r: commit of %d partition(s) refused (%s); the records will be delivered again",
+                        self._group, len(offsets), e)
         except Exception as e:
-            raise BusError(f"commit failed for group {self._group!r}: {e}") from e
+            kind = BusUnavailable if _retriable(e) else BusError
+            raise kind(f"commit failed for group {self._group!r}: {e}") from e
 
     def lag(self) -> int:
         try:
             parts = self._c.assignment()
             if not parts:
                 return 0
-            ends = self._c.end_offsets(list(parts))
-            return int(sum(max(0, ends[tp] - self._c.position(tp)) for tp in parts))
+            # Bounded: while the broker is away the default (30 s per call) would stall the stage loop.
+            ends = self._c.end_offsets(list(parts), timeout_ms=LAG_TIMEOUT_MS)
+            return int(sum(max(0, ends[tp] - self._c.position(tp, timeout_ms=LAG_TIMEOUT_MS)) for tp in parts))
         except Exception:
             return 0  # lag is a metric; never fail the stage over it
 

@@ -105,6 +105,28 @@ _TRIAGE_DEFAULTS: dict[str, Any] = {"status": "new", "acked_by": None, "acked_at
 _PASSWORD_RE = re.compile(r"^[a-z+]+://[^:@/]*:([^@/]+)@", re.IGNORECASE)
 
 
+#: Server error codes that mean "not now" (the retryable-writes spec's network and time-limit codes, plus shutdown
+#: and not-primary ones): HostUnreachable, HostNotFound, NetworkTimeout, SocketException, ExceededTimeLimit,
+#: ReadConcernMajorityNotAvailableYet, ShutdownInProgress, InterruptedAtShutdown, NotWritablePrimary,
+#: PrimarySteppedDown, InterruptedDueToReplStateChange.
+_RETRY_LATER_CODES = frozenset({6, 7, 89, 9001, 262, 134, 91, 11600, 10107, 189, 11602})
+
+
+def retry_later(e: Exception) -> bool:
+    """Whether a pymongo error means the server is unreachable, failing over or slow — the operation was fine and
+    will succeed later (StoreUnavailable: the runner holds the batch) — rather than one that never will.
+
+    ConnectionFailure covers ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout and NotPrimaryError (a
+    server shutting down or stepping down); a server may also answer an OperationFailure whose code or label says
+    the same."""
+    from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
+
+    if isinstance(e, ConnectionFailure | ExecutionTimeout | WTimeoutError):
+        return True
+    return isinstance(e, PyMongoError) and (getattr(e, "code", None) in _RETRY_LATER_CODES
+                                            or e.has_error_label("RetryableWriteError"))
+
+
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
@@ -165,14 +187,12 @@ class MongoEventStore:
 
     @contextmanager
     def _op(self, what: str, collection: str) -> Iterator[None]:
-        from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
+        from pymongo.errors import PyMongoError
 
         try:
             yield
         except PyMongoError as e:
-            # unreachable, failing over or slow: the write was fine and will succeed later; anything else will not
-            transient = isinstance(e, ConnectionFailure | ExecutionTimeout | WTimeoutError)
-            kind = StoreUnavailable if transient else StoreError
+            kind = StoreUnavailable if retry_later(e) else StoreError
             raise kind(f"MongoDB {what} on {collection!r} at {self._where} failed: {self._scrub(e)}") from e
 
     def reset(self) -> None:
