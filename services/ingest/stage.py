@@ -20,12 +20,14 @@ import logging
 import threading
 import time
 
+from argus.errors import TransientError
 from argus.imaging import encode_jpeg
-from argus.ingest.health import CameraHealthRecorder
 from argus.ingest.gating import UNGATED, CameraGates
+from argus.ingest.health import CameraHealthRecorder
 from argus.ingest.reader import ReaderGroup, ReaderStats
-from argus.metrics import StageMetrics
 from argus.ingest.sources import CapturedFrame
+from argus.metrics import StageMetrics
+from argus.retry import Backoff
 from argus.runtime.drain import StatusRecorder
 from argus.runtime.http import Health
 from argus.runtime.resources import Resources
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 FLUSH_EVERY = 16
 FLUSH_INTERVAL_S = 0.05
 STATS_INTERVAL_S = 1.0
+#: A flush that takes longer means the broker is away (a healthy one acknowledges in milliseconds).
+FLUSH_TIMEOUT_S = 5.0
+#: Retries of a held flush: 0.2, 0.4 … then every 5 s, while the camera queues shed their oldest frames.
+HOLD_BACKOFF = Backoff(initial_s=0.2, factor=2.0, max_s=5.0, jitter=0.3)
 
 
 class IngestService:
@@ -68,12 +74,6 @@ class IngestService:
         self.last_frame = m.gauge("last_frame_timestamp_seconds", "Capture time of the newest frame.", ("camera",))
         self.camera_up = m.gauge("camera_up", "1 while the camera is streaming.", ("camera",))
         self.encode_seconds = m.histogram("encode_seconds", "JPEG encode time per frame.")
-        m.gauge("cameras", "Cameras this ingest replica reads (its shard of the registry).").set(len(sources))
-        self.health_write_failures = m.counter(
-            "health_write_failures_total", "Camera health documents the event store did not take (ingest goes on).")
-        self._prev: dict[str, ReaderStats] = {}
-        # The store is opened on the recorder's thread at its first write, not here: ingest starts without it.
-        self.camera_health = CameraHealthRecorder(
         # Motion gating (argus.ingest.gating: why here): a frame in which nothing moved is skipped and counted
         self.gates = CameraGates(cameras, enabled=s.motion_gating, keyframe_s=s.motion_keyframe_s)
         self.skipped = m.counter("frames_skipped_total", "Frames not published, by reason (no_motion: the motion "
@@ -81,6 +81,12 @@ class IngestService:
         self.keyframes = m.counter("keyframes_total", "Frames published for a full-frame detection (gating on: the "
                                    "periodic pass, first frame, light change).", ("camera",))
         self.motion_seconds = m.histogram("motion_seconds", "Motion gate time per frame (gating on).")
+        m.gauge("cameras", "Cameras this ingest replica reads (its shard of the registry).").set(len(sources))
+        self.health_write_failures = m.counter(
+            "health_write_failures_total", "Camera health documents the event store did not take (ingest goes on).")
+        self._prev: dict[str, ReaderStats] = {}
+        # The store is opened on the recorder's thread at its first write, not here: ingest starts without it.
+        self.camera_health = CameraHealthRecorder(
             self.group.stats, lambda: resources.store, interval_s=s.camera_health_interval_s,
             on_failure=lambda _e: self.health_write_failures.inc())
         self.bus.ensure_topics([TOPIC_FRAMES, TOPIC_DEADLETTER])
@@ -88,12 +94,6 @@ class IngestService:
         # with --exit-when-drained wait for (argus.runtime.drain)
         self.status = StatusRecorder.for_source(self.bus, shard=shard, shards=shards)
 
-    def _export_stats(self) -> None:
-        """Turn the readers' monotonic counters into Prometheus counters (by delta) and gauges."""
-        for cam, st in self.group.stats().items():
-            prev = self._prev.get(cam)
-
-            def delta(attr: str, _st: ReaderStats = st, _prev: ReaderStats | None = prev) -> int:
     def _publish(self, frame: CapturedFrame) -> bool:
         """Gate, encode and publish one frame; False when the gate skipped it (counted by reason)."""
         cam = frame.camera_id
@@ -119,6 +119,12 @@ class IngestService:
         self.metrics.messages_out.labels(TOPIC_FRAMES).inc()
         return True
 
+    def _export_stats(self) -> None:
+        """Turn the readers' monotonic counters into Prometheus counters (by delta) and gauges."""
+        for cam, st in self.group.stats().items():
+            prev = self._prev.get(cam)
+
+            def delta(attr: str, _st: ReaderStats = st, _prev: ReaderStats | None = prev) -> int:
                 return int(getattr(_st, attr)) - (int(getattr(_prev, attr)) if _prev else 0)
 
             self.frames_read.labels(cam).inc(delta("frames_read"))
@@ -132,6 +138,39 @@ class IngestService:
                 self.last_frame.labels(cam).set(st.last_frame_ts)
             self.camera_up.labels(cam).set(1 if st.state.value == "streaming" else 0)
             self._prev[cam] = st
+
+    def _flush(self, stop: threading.Event) -> None:
+        """Flush the frames just published; while the broker is unavailable, hold here instead of publishing more.
+
+        The policy for a broker outage: the frames already handed to the producer (at most ``FLUSH_EVERY``) stay
+        in it and are delivered when the broker returns (within the producer's delivery timeout, 120 s); nothing
+        else is published meanwhile, so memory stays bounded (kafka-python's buffer would otherwise grow without
+        limit). The readers keep reading into their drop-oldest queues (``ARGUS_INGEST_QUEUE`` frames per camera),
+        so the oldest frames are dropped, counted per camera in ``argus_ingest_frames_dropped_total``, and the
+        freshest are published first when the broker is back. Readiness is off meanwhile; liveness stays on.
+        """
+        attempt = 0
+        while True:
+            try:
+                self.bus.flush(timeout_s=FLUSH_TIMEOUT_S)
+            except TransientError as e:
+                self.health.ready = False
+                self.health.detail["unavailable"] = f"{type(e).__name__}: {str(e)[:200]}"
+                self.metrics.errors.labels(type(e).__name__).inc()
+                self.health.beat()
+                self._export_stats()  # the drops are visible while they happen
+                delay = HOLD_BACKOFF.delay(attempt)
+                attempt += 1
+                log.warning("ingest: broker unavailable (%s), attempt %d, publishing held; next try in %.1fs",
+                            e, attempt, delay)
+                if stop.wait(delay):
+                    return  # stopping: run()'s last flush tries once more
+                continue
+            if attempt:
+                log.info("ingest: broker back after %d attempt(s); publishing again", attempt)
+                self.health.ready = True
+                self.health.detail.pop("unavailable", None)
+            return
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None,
             exit_when_drained: bool = False) -> None:
@@ -159,14 +198,14 @@ class IngestService:
                 if frame is not None and self._publish(frame):
                     unflushed += 1
                 if unflushed and (unflushed >= FLUSH_EVERY or now - last_flush > FLUSH_INTERVAL_S):
-                    self.bus.flush()
+                    self._flush(stop)
                     unflushed, last_flush = 0, now
                 if now - last_stats > STATS_INTERVAL_S:
                     self._export_stats()
                     last_stats = now
                 if frame is None and self.group.finished:
                     if finished_at is None:
-                        self.bus.flush()
+                        self._flush(stop)
                         unflushed = 0
                         self._export_stats()
                         finished_at = now
