@@ -200,6 +200,7 @@ def test_a_receiver_taking_10_s_a_request_costs_the_stream_a_local_write_and_get
     assert max(send_s) < SEND_BOUND_S, f"send() blocked the stream for {max(send_s):.2f} s"
     assert _until(lambda: len(receiver.delivered()) == 2, 2 * SLOW_S + 10)
     done_s = time.monotonic() - t0
+    assert sink.wait_idle(5)
     st = sink.stats()
     sink.close()
     print("FAULT-FIGURES", json.dumps({"case": "webhook receiver 10 s per request", "expected": 2,
@@ -234,6 +235,7 @@ def test_a_receiver_answering_500_for_a_window_gets_every_alert_once_when_it_ret
     back = time.monotonic()
     assert _until(lambda: len(receiver.delivered()) == len(sent), DELIVERY_BACKOFF.max_s + 5)
     recovered_s = receiver.log[-1][0] - back
+    assert sink.wait_idle(5)  # the last 2xx reached the receiver's log before the sink read it
     st = sink.stats()
     sink.close()
     failed = sum(1 for _, status, _, _ in receiver.log if status == 500)
