@@ -571,6 +571,8 @@ def _stage_of(obj: Mapping[str, Any]) -> str | None:
 def check_argus(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
     from argus import schemas
     from argus.bus.kafka import topic_config
+    from argus.gallery.replication import GALLERY_PARTITIONS, GALLERY_TOPIC_CONFIG
+    from argus.topology import TOPIC_GALLERY
 
     problems: list[Problem] = []
     env = _config_env(objs)
@@ -593,15 +595,27 @@ def check_argus(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
         if cluster not in kafkas:
             problems.append(Problem(ref(o), f"label strimzi.io/cluster: expected one of {sorted(kafkas)}, got "
                                             f"{cluster!r}"))
-        if spec.get("partitions") != partitions:
-            problems.append(Problem(ref(o), f".spec.partitions: expected ARGUS_KAFKA_PARTITIONS = {partitions}, got "
+        gallery = name == TOPIC_GALLERY  # compacted, one partition: argus.gallery.replication's own config
+        want_parts, parts_src = (GALLERY_PARTITIONS, "GALLERY_PARTITIONS") if gallery else (
+            partitions, "ARGUS_KAFKA_PARTITIONS")
+        if spec.get("partitions") != want_parts:
+            problems.append(Problem(ref(o), f".spec.partitions: expected {parts_src} = {want_parts}, got "
                                             f"{spec.get('partitions')!r}"))
         config = spec.get("config") or {}
-        for key, want in topic_config(str(name)).items():
+        want_config, config_src = ((GALLERY_TOPIC_CONFIG, "argus.gallery.replication.GALLERY_TOPIC_CONFIG") if gallery
+                                   else (topic_config(str(name)), "argus.bus.kafka.topic_config"))
+        for key, want in want_config.items():
             if str(config.get(key)) != want:
-                problems.append(Problem(ref(o), f".spec.config.{key}: expected {want} (argus.bus.kafka.topic_config), "
+                problems.append(Problem(ref(o), f".spec.config.{key}: expected {want} ({config_src}), "
                                                 f"got {config.get(key)!r}"))
-    wanted = {getattr(schemas, n) for n in dir(schemas) if n.startswith("TOPIC_")}
+    if env.get("ARGUS_GALLERY_SYNC", "file") == "bus":  # the gallery replicates through Kafka: no shared volume
+        for o in objs:
+            modes = (o.get("spec") or {}).get("accessModes") or []
+            if o.get("kind") == "PersistentVolumeClaim" and "ReadWriteMany" in modes:
+                problems.append(Problem(ref(o), ".spec.accessModes: expected no ReadWriteMany volume "
+                                                "(ARGUS_GALLERY_SYNC=bus replicates the gallery through Kafka), got "
+                                                f"{modes}"))
+    wanted = {getattr(schemas, n) for n in dir(schemas) if n.startswith("TOPIC_")} | {TOPIC_GALLERY}
     for missing in sorted(wanted - set(topics)):
         problems.append(Problem("KafkaTopic", f"expected a KafkaTopic for {missing} (argus.schemas), got none"))
     for extra in sorted(set(topics) - wanted):

@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import msgpack
 import numpy as np
@@ -63,6 +63,9 @@ from argus.gallery.audit import AuditEntry
 from argus.gallery.base import Person, Snapshot, WatchlistSpec
 from argus.gallery.faiss_gallery import FaissGallery, FileWriter, GalleryWriteError, write_error
 from argus.topology import TOPIC_GALLERY
+
+if TYPE_CHECKING:
+    from argus.bus.kafka import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -291,19 +294,23 @@ class KafkaGalleryLog:
     """The topic on Apache Kafka: created compacted with one partition; read without a consumer group (every
     replica reads everything, from the offset of its own snapshot), so a replica joining never rebalances anyone."""
 
-    def __init__(self, *, bootstrap: str, topic: str = TOPIC_GALLERY, client_id: str = "argus-gallery") -> None:
+    def __init__(self, *, bootstrap: str, topic: str = TOPIC_GALLERY, client_id: str = "argus-gallery",
+                 security: KafkaSecurity | None = None) -> None:
+        """``security``: the same TLS / SASL settings as the stages' bus (``Settings.kafka_security``)."""
         from kafka import KafkaConsumer, KafkaProducer
         from kafka.structs import TopicPartition
 
         self.topic = topic
         self._bootstrap = bootstrap
+        self._security: dict[str, Any] = security.client_config() if security is not None else {}
         self._ensure_topic(client_id)
         try:
             self._producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), client_id=client_id,
+                                           **self._security,
                                            acks="all", enable_idempotence=True, linger_ms=2,
                                            max_request_size=MAX_RECORD_BYTES, retries=2**31 - 1,
                                            delivery_timeout_ms=120_000)
-            self._consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None,
+            self._consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, **self._security,
                                            client_id=f"{client_id}-follower", enable_auto_commit=False,
                                            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * MAX_RECORD_BYTES,
                                            fetch_max_bytes=8 * MAX_RECORD_BYTES)
@@ -319,7 +326,8 @@ class KafkaGalleryLog:
         from kafka.errors import TopicAlreadyExistsError
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self._bootstrap.split(","), client_id=client_id)
+            admin = KafkaAdminClient(bootstrap_servers=self._bootstrap.split(","), client_id=client_id,
+                                     **self._security)
         except Exception as e:
             raise BusError(f"cannot reach Kafka at {self._bootstrap}: {e}") from e
         try:

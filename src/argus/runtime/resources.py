@@ -116,7 +116,7 @@ class Resources:
         from argus.gallery.replication import KafkaGalleryLog, MemoryGalleryLog
 
         if self.settings.bus is BusKind.kafka:
-            return KafkaGalleryLog(bootstrap=self.settings.kafka_bootstrap)
+            return KafkaGalleryLog(bootstrap=self.settings.kafka_bootstrap, security=self.settings.kafka_security())
         return MemoryGalleryLog()
 
     @cached_property
