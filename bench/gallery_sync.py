@@ -141,6 +141,11 @@ class _Matcher(threading.Thread):
         gaps = np.diff([t0, *ts, t1])
         return len(ts) / (t1 - t0), float(gaps.max())
 
+    def pauses(self, t0: float, t1: float) -> tuple[float, float]:
+        """Median and 99th-percentile pause (s) between batch completions in [t0, t1]."""
+        gaps = np.diff([t for t in self.done if t0 <= t <= t1])
+        return (float(np.median(gaps)), float(np.percentile(gaps, 99))) if gaps.size else (t1 - t0, t1 - t0)
+
 
 def bulk_enrolment(ctx: Context, bootstrap: str, topic: str, base: int, bulk: int,
                    phase_s: float) -> dict[str, float]:
@@ -177,6 +182,9 @@ def bulk_enrolment(ctx: Context, bootstrap: str, topic: str, base: int, bulk: in
     before, gap_before = m.window(t_before, t_start)
     during, gap_during = m.window(t_start, t_served)
     after, _ = m.window(t_served, t_after)
+    batch_median, p99_before = m.pauses(t_before, t_start)
+    _, p99_during = m.pauses(t_start, t_served)
+    swap_hold = replica.swap_hold_s_max
     # control: a static gallery of the final size, same loop, same thread count
     control_g = FaissGallery(path=work / "control", dim=EMBEDDING_DIM, omp_threads=1)
     control_g.enroll_many(_persons("C", base + bulk, seed=9), actor="bench", reason="control")
@@ -207,7 +215,8 @@ def bulk_enrolment(ctx: Context, bootstrap: str, topic: str, base: int, bulk: in
     restart.log.close()
     return {"before": before, "during": during, "after": after, "control": control, "gap_before": gap_before,
             "gap_during": gap_during, "serve_s": t_served - t_start, "write_s": write_s, "late_s": late_s,
-            "restart_s": restart_s}
+            "restart_s": restart_s, "batch_median": batch_median, "p99_before": p99_before,
+            "p99_during": p99_during, "swap_hold": swap_hold}
 
 
 def run(ctx: Context) -> None:
@@ -230,8 +239,15 @@ def run(ctx: Context) -> None:
                     note="writer in another process; the follower builds the new index and swaps it in"))
     ctx.emit(Result(AREA, "matcher_longest_pause_during_bulk_enrolment", r["gap_during"] * 1000, "ms",
                     "longest pause between batches just before (ms)", r["gap_before"] * 1000,
-                    target="<= 2 (no stall)", meets_target=r["gap_during"] <= 2 * r["gap_before"], params=params,
-                    note="a build or swap that blocked searches would show as a pause of the whole rebuild"))
+                    target="<= 2 (no stall)", meets_target=r["gap_during"] <= 2 * r["gap_before"],
+                    params={**params, "p99_pause_before_ms": round(r["p99_before"] * 1000, 1),
+                            "p99_pause_during_ms": round(r["p99_during"] * 1000, 1)},
+                    note="a build or swap that blocked searches would show as a pause of the whole rebuild; on a "
+                         "loaded node the scheduler and the GC add pauses of their own"))
+    ctx.emit(Result(AREA, "matcher_locked_out_by_the_swap", r["swap_hold"] * 1000, "ms",
+                    "one search batch, median (ms)", r["batch_median"] * 1000, target="<= 0.01",
+                    meets_target=r["swap_hold"] <= 0.01 * r["batch_median"], params=params,
+                    note="the longest the follower held the search lock to install the new snapshot + index"))
     ctx.emit(Result(AREA, "matcher_batches_after_bulk_enrolment", r["after"], "batches/s",
                     f"a static gallery of the final size ({base + bulk}) (batches/s)", r["control"],
                     target=">= 0.8", meets_target=r["after"] >= 0.8 * r["control"], params=params))

@@ -405,6 +405,8 @@ class BusGallery(FaissGallery):
         self._last_snapshot = 0.0
         self._seen_version = -1
         self.snapshot_error: GalleryWriteError | StoreError | None = None
+        #: The longest a swap kept searches out (the lock held for two assignments): what "no stall" rests on.
+        self.swap_hold_s_max = 0.0
         super().__init__(path=path, dim=dim, index=index, use_gpu=use_gpu, omp_threads=omp_threads, writer=writer)
         self._adopt_snapshot()
         self.catch_up()
@@ -477,9 +479,11 @@ class BusGallery(FaissGallery):
         """Build the index off the lock, then swap snapshot and index together (a search sees one or the other)."""
         index = self._build_index(snap.embeddings) if snap.embeddings is not self._snap.embeddings else None
         with self._mu:
+            t0 = time.perf_counter()
             if index is not None:
                 self._index = index
             self._snap = snap
+            self.swap_hold_s_max = max(self.swap_hold_s_max, time.perf_counter() - t0)
 
     def _apply(self, records: list[LogRecord]) -> bool:
         """Caller holds ``_follow_mu``. Applies through the last head among ``records``; keeps the rest pending."""
