@@ -224,7 +224,8 @@ class CameraReader:
             return ReaderStats(
                 camera_id=self.camera_id, state=self._state, frames_read=self._frames, frames_dropped=self._dropped,
                 reconnects=self._reconnects, open_errors=self._open_errors, read_errors=self._read_errors,
-                decode_errors=self._decode_errors, watchdog_trips=self._trips, flaps=self._flaps, last_frame_ts=self._last_ts,
+                decode_errors=self._decode_errors, watchdog_trips=self._trips, flaps=self._flaps,
+                last_frame_ts=self._last_ts,
                 seconds_since_frame=None if ref is None else now - ref, queue_depth=self.queue.depth,
                 hung_threads=len(self._abandoned), last_backoff_s=self._last_backoff, last_error=self._last_error,
             )
