@@ -160,6 +160,21 @@ def drops_from_metrics(texts: Mapping[str, str]) -> dict[str, float]:
     return out
 
 
+#: Frames a sample may see in flight between the counters it reads one after the other: ingest's queue per
+#: camera (``ARGUS_INGEST_QUEUE``'s default, 16), two inference micro-batches (8 each), and 5 s of the offered
+#: frames (stats are exported once a second and the probes of a loaded machine take seconds).
+def accounting(*, read: float, published: float, dropped: float, analysed: float, waiting: float, cameras: int,
+               offered_fps: float) -> dict[str, float | bool]:
+    """Every frame ingest read is published or dropped by policy (counted), and every published frame is analysed
+    or waiting in the inference lag, up to what a sample sees in flight. A frame that is neither is lost."""
+    slack = 16 * cameras + 2 * 8 + 5 * offered_fps
+    at_ingest = read - published - dropped
+    at_inference = published - analysed - waiting
+    return {"read_not_published_nor_dropped": at_ingest, "published_not_analysed_nor_waiting": at_inference,
+            "in_flight_slack": slack,
+            "every_frame_accounted": -slack <= at_ingest <= slack and -slack <= at_inference <= slack}
+
+
 def counter_total(text: str, name: str) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -264,12 +279,14 @@ class Sample:
     frames_read: float
     frames_analysed: float
     load_avg: float
+    frames_published: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {"t": round(self.t, 2), "rss_mb": {k: None if v is None else round(v, 2)
                                                   for k, v in self.rss_mb.items()},
                 "lag": self.lag, "drops": self.drops, "frames_read": self.frames_read,
-                "frames_analysed": self.frames_analysed, "load_avg": self.load_avg}
+                "frames_published": self.frames_published, "frames_analysed": self.frames_analysed,
+                "load_avg": self.load_avg}
 
 
 @dataclass(kw_only=True)
@@ -313,10 +330,12 @@ def _sample(t: float, cluster: LocalCluster, servers: ServerProcs, bus: KafkaBus
     with contextlib.suppress(Exception):
         drops["dead_lettered"] = float(sum(bus.end_offsets(TOPIC_DEADLETTER)))
     read = counter_total(texts["ingest"], "argus_ingest_frames_read_total") if "ingest" in texts else None
+    published = counter_total(texts["ingest"], "argus_ingest_frames_published_total") if "ingest" in texts else None
     analysed = counter_total(texts["inference"], "argus_inference_frames_total") if "inference" in texts else None
     return Sample(t=t, rss_mb=rss, lag=lag, drops=drops,
                   frames_read=read if read is not None else (prev.frames_read if prev else 0.0),
                   frames_analysed=analysed if analysed is not None else (prev.frames_analysed if prev else 0.0),
+                  frames_published=published if published is not None else (prev.frames_published if prev else 0.0),
                   load_avg=load_avg())
 
 
@@ -419,6 +438,7 @@ def summarize(run: SoakRun, *, command: str, machine: Mapping[str, Any]) -> dict
                       "trend_per_min_after_warmup": round(trend * 60, 2),
                       "bounded": mx_warm <= bound}
     last, first_warm = ss[-1], after[0]
+    backpressure = last.drops.get("ingest_backpressure", 0.0)
     seconds = last.t - ss[0].t
     loads = [s.load_avg for s in ss]
     return {
@@ -436,10 +456,15 @@ def summarize(run: SoakRun, *, command: str, machine: Mapping[str, Any]) -> dict
         "lag_bound": f"{LAG_BOUND_S:g} s of offered frames ({bound:g} messages) after warm-up",
         "lag_bounded": all(v["bounded"] for v in lag.values()),
         "drops": {k: int(v) for k, v in sorted(last.drops.items())},
-        "frames": {"read": int(last.frames_read), "analysed": int(last.frames_analysed),
+        "frames": {"read": int(last.frames_read), "published": int(last.frames_published),
+                   "analysed": int(last.frames_analysed),
                    "analysed_per_s_after_warmup": round((last.frames_analysed - first_warm.frames_analysed)
                                                         / max(1e-9, last.t - first_warm.t), 2),
                    "read_per_s": round(last.frames_read / max(1e-9, seconds), 2)},
+        "accounting": accounting(read=last.frames_read, published=last.frames_published,
+                                 dropped=backpressure, analysed=last.frames_analysed,
+                                 waiting=float(last.lag.get("inference") or 0), cameras=run.plan.cameras,
+                                 offered_fps=offered),
         "stage_restarts": run.stage_restarts, "ended_early": run.ended_early,
         "load_avg": {"start": loads[0], "end": loads[-1], "min": min(loads), "max": max(loads),
                      "mean": round(statistics.fmean(loads), 2),
