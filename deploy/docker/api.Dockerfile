@@ -1,16 +1,12 @@
 # syntax=docker/dockerfile:1
-# Argus operator API (services/api). Build from the repository root:
+# Argus operator API (services/api). Build the wheel, then the image, from the repository root:
+#   rm -rf dist && .venv/bin/uv build --wheel --out-dir dist
 #   docker build -f deploy/docker/api.Dockerfile -t registry.example.com/argus/api:0.1.0 .
+# The image installs that wheel (argus, argus_services, argus_data: models and demo assets) and nothing
+# of the source tree; the build context is only dist/*.whl (this file's .dockerignore).
 # Extras: [triton,mongo] — Triton gRPC (enrollment embeds photos) and pymongo (event store); FastAPI and uvicorn
 # are core dependencies. No Kafka: the API reads no topic.
 # Runs as UID 10001 with a read-only root filesystem; writable paths are emptyDirs (/tmp, /var/lib/argus).
-
-FROM python:3.11-slim AS build
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY src ./src
-COPY services ./services
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -20,7 +16,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ARGUS_METRICS_PORT=9100 \
     ARGUS_API_HOST=0.0.0.0 \
     ARGUS_API_PORT=8080
-COPY --from=build /wheels /wheels
+COPY dist/argus_watch-*.whl /wheels/
 RUN set -eux; \
     pip install --no-cache-dir "$(ls /wheels/argus_watch-*.whl)[triton,mongo]"; \
     rm -rf /wheels; \

@@ -1,15 +1,11 @@
 # syntax=docker/dockerfile:1
-# Argus matcher stage. Build from the repository root:
+# Argus matcher stage. Build the wheel, then the image, from the repository root:
+#   rm -rf dist && .venv/bin/uv build --wheel --out-dir dist
 #   docker build -f deploy/docker/matcher.Dockerfile -t registry.example.com/argus/matcher:0.1.0 .
+# The image installs that wheel (argus, argus_services, argus_data: models and demo assets) and nothing
+# of the source tree; the build context is only dist/*.whl (this file's .dockerignore).
 # Extras: [kafka] — Kafka client; FAISS is a base dependency.
 # Runs as UID 10001 with a read-only root filesystem; writable paths are emptyDirs (/tmp, /var/lib/argus).
-
-FROM python:3.11-slim AS build
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY src ./src
-COPY services ./services
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -17,7 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     ARGUS_DATA_DIR=/var/lib/argus \
     ARGUS_METRICS_PORT=9100
-COPY --from=build /wheels /wheels
+COPY dist/argus_watch-*.whl /wheels/
 RUN set -eux; \
     pip install --no-cache-dir "$(ls /wheels/argus_watch-*.whl)[kafka]"; \
     rm -rf /wheels; \
