@@ -312,12 +312,26 @@ def _kafka_retention_hours(topic: str) -> float:
     return int(topic_config(topic)["retention.ms"]) / 3_600_000
 
 
+def _gallery_topic_line() -> str:
+    """The replicated gallery (ARGUS_GALLERY_SYNC=bus): what compaction does with an erased person, and when."""
+    from argus.gallery.replication import SEGMENT_MS, TOMBSTONE_RETENTION_MS
+    from argus.topology import TOPIC_GALLERY
+
+    return (f"Kafka topic {TOPIC_GALLERY} (when the gallery replicates through Kafka): every replica drops the "
+            f"person at once, and their snapshots at the next snapshot; the person's earlier records (their "
+            f"embeddings) are superseded by a tombstone keyed by a digest of the id, and the broker deletes them "
+            f"when it compacts the topic (segments roll every {SEGMENT_MS / 3_600_000:g} h: within about that, plus "
+            f"the log cleaner's delay); the tombstone itself, which names nobody, is deleted "
+            f"{TOMBSTONE_RETENTION_MS / 3_600_000:g} h later")
+
+
 def not_erasable_now() -> tuple[str, ...]:
     """Where a person's data may still be after an erasure, and until when. Topic names and retentions come from
     argus.topology and the topic configs Argus creates (argus.bus.kafka.topic_config), so this list follows them."""
     out = [f"Kafka topic {t}: records written before the erasure (frames, face crops, matches, alerts or dead "
            f"letters that may show or name the person) cannot be deleted one by one; they are deleted when the "
            f"topic's retention ({_kafka_retention_hours(t):g} h) passes" for t in ALL_TOPICS]
+    out.append(_gallery_topic_line())
     out += [
         "Backups of the event store (MongoDB dumps, SQLite file copies) and of the gallery directory taken before "
         "the erasure keep the person until they expire under the site's backup policy; restoring one must be "

@@ -158,3 +158,27 @@ def test_a_snapshot_older_than_the_tombstone_retention_is_replayed_from_the_star
     later = 1_000_000.0 + TOMBSTONE_RETENTION_MS / 1000 + 1
     m = BusGallery(log=log, path=tmp_path / "m", dim=DIM, follow=False, clock=lambda: later)
     assert _state(m) == _state(api) == (3, [("P-2", "b")])
+
+
+def test_operations_in_bus_mode_keep_both_audit_logs_and_every_replica_on_one_version(tmp_path: Path):
+    from argus import operations as ops
+    from argus.store.sqlite import SqliteEventStore
+
+    rng = np.random.default_rng(5)
+    log = MemoryGalleryLog()
+    api = BusGallery(log=log, path=tmp_path / "api", dim=DIM, follow=False)
+    matcher = BusGallery(log=log, path=tmp_path / "m", dim=DIM, follow=False)
+    svc = ops.Services(gallery=api, store=SqliteEventStore(path=tmp_path / "events.sqlite"))
+    api.enroll(Person(person_id="P-7", display_name="Seven"), _unit(rng, 2), actor="t", reason="r")
+    ops.update_person(svc, "P-7", actor="alice", role="admin", reason="expiry", expires_at=4e9)
+    ops.set_watchlist(svc, name="vip", threshold=0.6, actor="alice", role="admin", reason="spec")
+    ops.erase_person(svc, "P-7", actor="alice", role="admin", reason="erasure request")
+    matcher.catch_up()
+    assert _state(matcher) == _state(api) == (4, [])
+    records = {r.action: r for r in svc.store.audit_records()}
+    gallery_log = {e.action: e for e in api.audit()}
+    for action in ("update", "watchlist", "erase"):
+        assert records[action].details["gallery_version"] == gallery_log[action].version
+    assert matcher.watchlist("vip") == api.watchlist("vip")
+    receipt_line = next(ln for ln in ops.not_erasable_now() if "argus.gallery.v1" in ln)
+    assert "tombstone" in receipt_line and "1 h" in receipt_line and "24 h later" in receipt_line
