@@ -300,6 +300,7 @@ def test_a_hanging_and_a_flapping_camera_recover_counted_and_never_block_the_oth
     from argus.imaging import read_image
     from argus.ingest.sources import OpenCVSource
     from argus.schemas import FrameV2
+    from argus.store.mongo import MongoEventStore
     from argus_services.ingest.stage import IngestService
 
     jpeg = cv2.imencode(".jpg", read_image(str(ROOT / "assets/pyfeat/single_face.jpg")))[1].tobytes()
@@ -317,7 +318,8 @@ def test_a_hanging_and_a_flapping_camera_recover_counted_and_never_block_the_oth
     start_offsets = None
     try:
         with Resources(settings, sources=sources) as res:
-            res.store.reset()
+            assert isinstance(res.store, MongoEventStore)
+            res.store.reset()  # this test's own database: health documents from an earlier run must not count
             service = IngestService(res)
             start_offsets = res.bus.end_offsets(TOPIC_FRAMES)
             runner = threading.Thread(target=service.run, args=(stop,), daemon=True)
