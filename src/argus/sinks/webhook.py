@@ -1,5 +1,10 @@
 """POST each alert as JSON to an HTTP endpoint (a dispatch system, a chat bridge), signed, with bounded retries.
 
+:meth:`WebhookSink.attempt` is one signed POST; :meth:`WebhookSink.send` retries it a few times and makes its caller
+wait. The alerter does not call ``send``: it queues each alert in a durable outbox whose own thread delivers through
+``attempt`` for as long as the receiver fails (:mod:`argus.sinks.outbox`), so a slow or failing receiver costs the
+stream nothing and loses no alert.
+
 Stdlib ``urllib`` only: one small POST per alert does not justify a dependency. Retries cover what a retry can fix:
 connection errors, timeouts, 5xx, and 408/429 (the receiver asked us to come back). Any other 4xx means the
 request itself is wrong and would fail again, so it is reported at once. The backoff doubles per attempt.
