@@ -182,3 +182,20 @@ def test_operations_in_bus_mode_keep_both_audit_logs_and_every_replica_on_one_ve
     assert matcher.watchlist("vip") == api.watchlist("vip")
     receipt_line = next(ln for ln in ops.not_erasable_now() if "argus.gallery.v1" in ln)
     assert "tombstone" in receipt_line and "1 h" in receipt_line and "24 h later" in receipt_line
+
+
+def test_resources_build_a_replica_when_the_setting_says_bus(tmp_path: Path):
+    from argus.config import load_settings
+    from argus.errors import ConfigError
+    from argus.runtime.resources import Resources
+
+    log = MemoryGalleryLog()
+    with Resources(load_settings(data_dir=tmp_path, gallery_sync="bus"), gallery_log=log) as res:
+        g = res.gallery
+        assert isinstance(g, BusGallery) and g.log is log and g.path == tmp_path / "gallery"
+    assert g._thread is not None and not g._thread.is_alive()  # closed with its Resources
+    with Resources(load_settings(data_dir=tmp_path, gallery_sync="bus", gallery="memory")) as res, \
+            pytest.raises(ConfigError, match="ARGUS_GALLERY=faiss"):
+        res.gallery  # noqa: B018
+    with Resources(load_settings(data_dir=tmp_path / "f")) as res:
+        assert type(res.gallery).__name__ == "FaissGallery"  # file sync stays the default
