@@ -49,6 +49,7 @@ class GalleryKind(str, Enum):
 class DetectorKind(str, Enum):
     mtcnn = "mtcnn"
     blazeface = "blazeface"
+    centerface = "centerface"
 
 
 class Settings(BaseSettings):

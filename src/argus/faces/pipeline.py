@@ -51,8 +51,12 @@ class FacePipeline:
             from argus.faces.blazeface import BlazeFaceDetector
 
             self._detect = BlazeFaceDetector(backend, min_face_size=float(min_face_size)).detect
+        elif detector == "centerface":
+            from argus.faces.centerface import CenterFaceDetector
+
+            self._detect = CenterFaceDetector(backend, min_face_size=float(min_face_size)).detect
         else:
-            raise ConfigError(f"detector: expected 'mtcnn' or 'blazeface', got {detector!r}")
+            raise ConfigError(f"detector: expected 'mtcnn', 'blazeface' or 'centerface', got {detector!r}")
         self.embedder = FaceEmbedder(backend)
         self.emotion = EmotionClassifier(backend)
         self.mesh = FaceMesh(backend)  # only ECRL calls it (read_emotions(emotion_rules=True)); the session is lazy
@@ -61,9 +65,10 @@ class FacePipeline:
     def models_for(detector: str, *, emotion_rules: bool = False) -> tuple[str, ...]:
         """Every model a pipeline with ``detector`` calls, so a server backend can check each is ready at start-up
         instead of failing on the first frame; ``emotion_rules`` (the setting) adds FaceMesh, which ECRL needs."""
-        from argus.faces import blazeface, embedder, emotion, mesh, mtcnn
+        from argus.faces import blazeface, centerface, embedder, emotion, mesh, mtcnn
 
-        detectors = {"mtcnn": (mtcnn.PNET, mtcnn.RNET, mtcnn.ONET), "blazeface": (blazeface.MODEL,)}
+        detectors = {"mtcnn": (mtcnn.PNET, mtcnn.RNET, mtcnn.ONET), "blazeface": (blazeface.MODEL,),
+                     "centerface": (centerface.MODEL,)}
         if detector not in detectors:
             raise ConfigError(f"detector: expected one of {sorted(detectors)}, got {detector!r}")
         return (*detectors[detector], embedder.MODEL, emotion.MODEL, *((mesh.MODEL,) if emotion_rules else ()))
