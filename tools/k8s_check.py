@@ -85,10 +85,13 @@ EXTERNAL_METRICS = frozenset({
 })
 CUSTOM_GROUPS = ("monitoring.coreos.com", "keda.sh", "kafka.strimzi.io")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
-SECRETISH_ENV = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|_URI$|WEBHOOK_URL$|API_KEY)", re.IGNORECASE)
+SECRETISH_ENV = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|_URI$|_URI_FILE$|WEBHOOK_URL$|API_KEY)", re.IGNORECASE)
 #: A secret-ish variable ending in _FILE holds a path, not the value (ARGUS_WEBHOOK_SECRET_FILE): a literal is
 #: right for it, provided the path lies on a mounted Secret volume.
 SECRET_FILE_ENV = re.compile(r"_FILE$", re.IGNORECASE)
+#: Settings naming a file a pod reads at start-up: a Secret (*_FILE) or a CA bundle. Each must lie on a mounted
+#: Secret volume of every stage that reads argus-config; the settings check gives each a stand-in file.
+FILE_SETTINGS = re.compile(r"((PASSWORD|SECRET|TOKEN|_URI)_FILE|_CAFILE|_ROOT_CERTS)$", re.IGNORECASE)
 
 
 class CheckError(Exception):
@@ -711,10 +714,12 @@ def _check_settings(env: Mapping[str, str], objs: Sequence[Mapping[str, Any]]) -
     secret_files = {e.get("name") for o in objs if o.get("kind") in WORKLOAD_KINDS
                     for c in _containers(((o.get("spec") or {}).get("template") or {}).get("spec") or {})
                     for e in c.get("env") or [] if SECRET_FILE_ENV.search(str(e.get("name", ""))) and "value" in e}
+    secret_files |= {k for k in values if FILE_SETTINGS.search(k)}  # argus-config's paths (check_transport_security)
     stand_ins = tempfile.TemporaryDirectory(prefix="k8s-check-secrets-")
     for name in sorted(n for n in secret_files if n in known):
         path = Path(stand_ins.name) / name.lower()
-        path.write_text("stand-in-for-a-mounted-secret-0123456789\n")
+        path.write_text("mongodb://stand-in.invalid:27017/?tls=true\n" if "URI" in name
+                        else "stand-in-for-a-mounted-secret-0123456789\n")
         values[name] = str(path)
     saved = {k: v for k, v in os.environ.items() if k.startswith("ARGUS_")}
     try:
@@ -1279,6 +1284,67 @@ def check_images_run_as_dockerfile_user(objs: Sequence[Mapping[str, Any]], direc
 
 
 # ---------------------------------------------------------------------------------------------------------------
+def check_transport_security(objs: Sequence[Mapping[str, Any]], *, require_tls: bool) -> list[Problem]:
+    """No secret value inline in a ConfigMap, and every file argus-config names (a password, a CA) on a mounted
+    Secret volume of each stage. With ``require_tls`` (prod) every link is encrypted and authenticated: Kafka's
+    listeners TLS + SCRAM-SHA-512 and the clients SASL_SSL (KEDA's lag reader too), Triton's gRPC TLS-only and its
+    clients on TLS, MongoDB requireTLS (its clients' URI is a Secret: the README says what it must carry)."""
+    problems: list[Problem] = []
+    for o in objs:
+        if o.get("kind") != "ConfigMap":
+            continue
+        for k, v in (o.get("data") or {}).items():
+            if SECRETISH_ENV.search(str(k)) and not FILE_SETTINGS.search(str(k)) and str(v).strip():
+                problems.append(Problem(ref(o), f"{k}: expected a secret from a Secret (a *_FILE path or "
+                                                f"secretKeyRef), got a value inline in a ConfigMap"))
+    env = _config_env(objs)
+    files = {k: v for k, v in env.items() if FILE_SETTINGS.search(k) and v}
+    for o in objs:
+        if o.get("kind") not in WORKLOAD_KINDS or not _stage_of(o):
+            continue
+        pod = ((o.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for c in _containers(pod)[:1]:
+            dirs = _secret_mounts(pod, c)
+            for k, v in sorted(files.items()):
+                if not any(v.startswith(d.rstrip("/") + "/") for d in dirs):
+                    problems.append(Problem(ref(o), f"container {c.get('name')!r}: {k}={v}: expected a file on a "
+                                                    f"mounted Secret volume (mounts {sorted(dirs)}), got none"))
+    if not require_tls:
+        return problems
+    where = "ConfigMap/argus-config"
+    if env.get("ARGUS_KAFKA_SECURITY_PROTOCOL") != "SASL_SSL":
+        problems.append(Problem(where, f"ARGUS_KAFKA_SECURITY_PROTOCOL: expected SASL_SSL in prod, got "
+                                       f"{env.get('ARGUS_KAFKA_SECURITY_PROTOCOL', 'PLAINTEXT (default)')}"))
+    if env.get("ARGUS_TRITON_SSL", "false").lower() not in ("true", "1"):
+        problems.append(Problem(where, f"ARGUS_TRITON_SSL: expected true in prod, got "
+                                       f"{env.get('ARGUS_TRITON_SSL', 'false (default)')}"))
+    for o in objs:
+        kind, name = o.get("kind"), (o.get("metadata") or {}).get("name")
+        spec = o.get("spec") or {}
+        if kind == "Kafka":
+            for lst in (spec.get("kafka") or {}).get("listeners") or []:
+                auth = (lst.get("authentication") or {}).get("type")
+                if lst.get("tls") is not True or auth != "scram-sha-512":
+                    problems.append(Problem(ref(o), f"listener {lst.get('name')!r}: expected tls: true with "
+                                                    f"authentication scram-sha-512, got tls {lst.get('tls')!r}, "
+                                                    f"authentication {auth!r}"))
+        elif kind == "ScaledObject":
+            for i, trig in enumerate(spec.get("triggers") or []):
+                md = trig.get("metadata") or {}
+                if trig.get("type") == "kafka" and (md.get("tls") != "enable" or md.get("sasl") != "scram_sha512"
+                                                    or not trig.get("authenticationRef")):
+                    problems.append(Problem(ref(o), f".spec.triggers[{i}]: expected tls: enable, sasl: scram_sha512 "
+                                                    f"and an authenticationRef, got tls {md.get('tls')!r}, sasl "
+                                                    f"{md.get('sasl')!r}"))
+        elif kind in WORKLOAD_KINDS and name in ("argus-triton", "argus-mongodb"):
+            flag = "--grpc-use-ssl=true" if name == "argus-triton" else "--tlsMode=requireTLS"
+            args = [str(a) for c in _containers((spec.get("template") or {}).get("spec") or {})
+                    for a in c.get("args") or []]
+            if flag not in args:
+                problems.append(Problem(ref(o), f"expected {flag} in the server's args (TLS only), got {args}"))
+    return problems
+
+
 def check_manifests(objs: Sequence[Mapping[str, Any]], version: str = K8S_VERSION) -> list[Problem]:
     """Every manifest check that needs no external tool (promtool excepted: see check_rules)."""
     checks: list[Callable[[Sequence[Mapping[str, Any]]], list[Problem]]] = [
@@ -1304,6 +1370,8 @@ def check_all(overlays: Sequence[str] = OVERLAYS, version: str = K8S_VERSION) ->
         report.objects[name] = len(objs)
         report.custom_objects[name] = sum(1 for o in objs if _is_custom(o))
         report.problems += [Problem(f"{name}: {p.where}", p.message) for p in check_manifests(objs, version)]
+        report.problems += [Problem(f"{name}: {p.where}", p.message)
+                            for p in check_transport_security(objs, require_tls=name == "prod")]
     first = next(iter(rendered.values()), None)
     try:
         if first is not None:

@@ -89,13 +89,27 @@ def test_topics_match_the_code_and_partitions_grow_in_prod(rendered: dict[str, O
     assert scaled["argus-inference"]["maxReplicaCount"] == 24
 
 
+def _mongo_uri_secret(workload: dict[str, Any], container: str, env: dict[str, Any]) -> dict[str, str]:
+    """The Secret and key that ARGUS_MONGO_URI_FILE's file comes from."""
+    path = env["ARGUS_MONGO_URI_FILE"]["value"]
+    mounts = {m["name"]: m["mountPath"] for m in _container(workload, container)["volumeMounts"]}
+    for v in workload["spec"]["template"]["spec"]["volumes"]:
+        secret = v.get("secret") or {}
+        for item in secret.get("items") or []:
+            if v["name"] in mounts and f"{mounts[v['name']]}/{item['path']}" == path:
+                return {"secretName": secret["secretName"], "key": item["key"]}
+    raise AssertionError(f"ARGUS_MONGO_URI_FILE={path}: expected a file on a Secret volume, got none")
+
+
 def test_secrets_come_only_from_secret_refs(rendered: dict[str, Objs]) -> None:
     for objs in rendered.values():
-        env = {e["name"]: e for e in _container(_get(objs, "Deployment", "argus-alerter"), "alerter")["env"]}
-        assert env["ARGUS_MONGO_URI"]["valueFrom"]["secretKeyRef"] == {"name": "argus-secrets", "key": "mongo-uri"}
+        alerter = _get(objs, "Deployment", "argus-alerter")
+        env = {e["name"]: e for e in _container(alerter, "alerter")["env"]}
+        assert "ARGUS_MONGO_URI" not in env  # a file on a Secret volume instead: never in the environment
+        assert _mongo_uri_secret(alerter, "alerter", env) == {"secretName": "argus-secrets", "key": "mongo-uri"}
         assert env["ARGUS_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"]["key"] == "webhook-url"
         config = k8s_check._config_env(objs)
-        assert not any("URI" in k or "WEBHOOK_URL" in k for k in config)
+        assert not any(k.endswith(("_URI", "_WEBHOOK_URL", "_PASSWORD", "_SECRET")) for k in config)
 
 
 def test_matchers_share_one_gallery_volume(rendered: dict[str, Objs]) -> None:
@@ -138,7 +152,7 @@ def test_api_runs_two_replicas_on_8080_with_the_ops_port_probed(rendered: dict[s
     assert api["command"] == ["argus", "run", "api"]
     env = {e["name"]: e for e in api["env"]}
     assert env["ARGUS_API_HOST"]["value"] == "0.0.0.0" and env["ARGUS_API_PORT"]["value"] == "8080"
-    assert env["ARGUS_MONGO_URI"]["valueFrom"]["secretKeyRef"] == {"name": "argus-secrets", "key": "mongo-uri"}
+    assert _mongo_uri_secret(dep, "api", env) == {"secretName": "argus-secrets", "key": "mongo-uri"}
     assert {p["name"]: p["containerPort"] for p in api["ports"]} == {"http": 8080, "metrics": 9100}
     assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
