@@ -14,10 +14,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from argus.bus.base import Record
 from argus.bus.kafka import KafkaBus, KafkaSecurity
 from argus.config import load_settings
 from argus.errors import ArgusError, BackendError, StoreError
@@ -97,7 +99,7 @@ def test_kafka_client_with_tls_and_scram_from_settings_produces_and_consumes(sec
         bus.flush()
         consumer = bus.consumer([topic], group="tls-check")
         try:
-            got = []
+            got: list[Record] = []
             deadline = time.monotonic() + 30
             while not got and time.monotonic() < deadline:
                 got = consumer.poll(max_records=10, timeout_s=1.0)
@@ -201,7 +203,9 @@ def test_triton_client_over_tls_runs_a_model(secure: Secure) -> None:
 def test_triton_client_without_tls_or_trust_is_refused(secure: Secure, case: str) -> None:
     from argus.inference.triton import TritonBackend
 
-    kwargs = {"plaintext": {"ssl": False}, "untrusted CA": {"ssl": True, "root_certificates": None}}[case]
+    options: dict[str, dict[str, Any]] = {"plaintext": {"ssl": False},
+                                          "untrusted CA": {"ssl": True, "root_certificates": None}}
+    kwargs = options[case]
     err = _refused_within(30, lambda: TritonBackend(url=secure.triton.address, timeout_s=2, retries=0, **kwargs))
     assert isinstance(err, BackendError)
     assert "UNAVAILABLE" in str(err), str(err)
