@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import Literal
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -39,9 +40,10 @@ from argus.schemas import (
 from argus.topology import consumer_group
 
 NOW = 1_000_000.0
+State = Literal["started", "finished", "stopped"]
 
 
-def rec(state: str, *, shard: int = 0, shards: int = 1, age_s: float = 1.0, lease_s: float = 30.0,
+def rec(state: State, *, shard: int = 0, shards: int = 1, age_s: float = 1.0, lease_s: float = 30.0,
         stage: str = "ingest") -> StageStateV1:
     return StageStateV1(stage=stage, instance=f"shard-{shard}", state=state, shard=shard,
                         shards=shards, ts_started=NOW - 100, ts=NOW - age_s, lease_s=lease_s)
@@ -103,7 +105,8 @@ class Copy:
     input_type = FrameV2
 
     def __init__(self, stage: str, input_topic: str, out: str, *, drop: bool = False, delay_s: float = 0.0) -> None:
-        self.stage, self.input_topic, self.output_topics = stage, input_topic, (out,)
+        self.stage, self.input_topic = stage, input_topic
+        self.output_topics: tuple[str, ...] = (out,)
         self.drop, self.delay_s = drop, delay_s
         self.seen: list[int] = []
 

@@ -53,6 +53,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from argus.bus.base import Bus
 from argus.errors import SchemaError, TransientError
@@ -68,6 +69,7 @@ HEARTBEAT_S = 5.0
 LEASE_S = 30.0
 #: The stage whose input is not a topic: the source of every chain.
 SOURCE_STAGE = "ingest"
+State = Literal["started", "finished", "stopped"]
 _RETRY = Backoff(initial_s=0.2, factor=2.0, max_s=5.0, jitter=0.3)
 
 
@@ -216,7 +218,7 @@ class StatusRecorder:
         self.heartbeat_s, self.lease_s = heartbeat_s, lease_s
         self.clock = clock
         self.ts_started = clock()
-        self.state = ""
+        self.state: State | None = None
         self._last_beat = float("-inf")
         bus.ensure_topics([TOPIC_CONTROL])
 
@@ -225,13 +227,13 @@ class StatusRecorder:
         """Ingest's recorder: its instance is its shard, so a restart replaces its record."""
         return cls(bus, stage=SOURCE_STAGE, instance=f"shard-{shard}", shard=shard, shards=shards)
 
-    def _record(self, state: str) -> StageStateV1:
+    def _record(self, state: State) -> StageStateV1:
         now = self.clock()
-        return StageStateV1(stage=self.stage, instance=self.instance, state=state,  # type: ignore[arg-type]
+        return StageStateV1(stage=self.stage, instance=self.instance, state=state,
                             shard=self.shard, shards=self.shards, ts_started=self.ts_started, ts=now,
                             lease_s=self.lease_s)
 
-    def _send(self, state: str) -> None:
+    def _send(self, state: State) -> None:
         self.state = state  # what the instance is, even while the broker cannot be told (the next beat retries)
         self._last_beat = time.monotonic()
         rec = self._record(state)
@@ -270,7 +272,7 @@ class StatusRecorder:
         if self.state != "finished":
             self._best_effort("stopped")
 
-    def _best_effort(self, state: str) -> None:
+    def _best_effort(self, state: State) -> None:
         try:
             self._send(state)
         except TransientError as e:
