@@ -55,3 +55,25 @@ def test_kafka_errors_a_broker_restart_causes_are_transient_and_bad_requests_are
     from argus.bus.kafka import _retriable
 
     assert _retriable(getattr(kafka.errors, name)(*args)) is transient
+
+
+@pytest.mark.parametrize(("status", "message", "transient"), [
+    # what a restarting Triton answered, in order (tests/e2e/test_outages.py on the real server)
+    ("StatusCode.UNAVAILABLE", "[request id: <id_unknown>] Server is stopping, scheduler for model has stopped "
+                               "accepting new inference requests", True),
+    ("StatusCode.NOT_FOUND", "Request for unknown model: 'face_embedder' has no available versions", True),
+    ("StatusCode.UNAVAILABLE", "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:8001: "
+                               "Failed to connect to remote host: Connection refused", True),
+    ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", True),
+    ("StatusCode.RESOURCE_EXHAUSTED", "queue full", True),
+    ("StatusCode.INVALID_ARGUMENT", "unexpected shape for input 'input' for model 'face_embedder'", False),
+    ("StatusCode.NOT_FOUND", "no such output 'emb'", False),
+    ("StatusCode.INTERNAL", "onnx runtime error 2: invalid input", False),
+])
+def test_triton_answers_from_a_restarting_server_are_transient_and_bad_requests_are_not(
+        status: str, message: str, transient: bool) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    from argus.inference.triton import _is_transient
+
+    assert _is_transient(InferenceServerException(message, status=status)) is transient

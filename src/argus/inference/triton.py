@@ -65,8 +65,14 @@ def _message(exc: Exception) -> str:
 
 
 def _is_transient(exc: Exception) -> bool:
+    """Worth another attempt later. Besides the codes above: a Triton that is stopping (a restart, a roll-out)
+    unloads its models first and answers ``NOT_FOUND: Request for unknown model: 'face_embedder' has no available
+    versions`` to the requests still arriving — seen on the real server (tests/e2e/test_outages.py), where it
+    dead-lettered a whole in-flight batch. A model that was never there is refused at start-up (``spec``)."""
     status = _status(exc)
-    return any(code in status for code in _TRANSIENT)
+    if any(code in status for code in _TRANSIENT):
+        return True
+    return "NOT_FOUND" in status and "unknown model" in _message(exc)
 
 
 class TritonBackend:
