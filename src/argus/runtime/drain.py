@@ -163,12 +163,15 @@ def decide(source: DrainVerdict, pending: Sequence[tuple[Link, int]]) -> DrainVe
 
 
 class DrainCheck:
-    """Reads the control topic and the chain's committed offsets, in the order that makes one pass sufficient."""
+    """Reads the control topic and the chain's committed offsets, in the order that makes one pass sufficient.
+    Every shard's ``finished`` is final for a run, so once seen the control topic is not read again (on Kafka each
+    read is a short-lived consumer)."""
 
     def __init__(self, bus: Bus, links: Sequence[Link], *, clock: Callable[[], float] = time.time) -> None:
         self.bus = bus
         self.links = tuple(links)
         self.clock = clock
+        self._source_done = False  # once every shard finished, the control topic need not be read again
         bus.ensure_topics([TOPIC_CONTROL])
 
     @classmethod
@@ -177,10 +180,14 @@ class DrainCheck:
         return cls(bus, chain(INPUT_TOPICS[stage], consumer_group(stage), stage=stage))
 
     def check(self) -> DrainVerdict:
-        states = latest_states(r.value for r in self.bus.read_all(TOPIC_CONTROL))
-        source = source_verdict(states.values(), now=self.clock())
-        if not source.drained:
-            return source
+        if self._source_done:
+            source = DrainVerdict(drained=True)
+        else:
+            states = latest_states(r.value for r in self.bus.read_all(TOPIC_CONTROL))
+            source = source_verdict(states.values(), now=self.clock())
+            if not source.drained:
+                return source
+            self._source_done = True
         pending: list[tuple[Link, int]] = []
         for link in self.links:
             n = self.bus.pending(link.group, [link.topic])
