@@ -9,6 +9,7 @@ tests/integration/test_wheel_install.py.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import zipfile
@@ -135,9 +136,11 @@ def test_in_a_checkout_the_packaged_data_is_the_repositorys_own_directories() ->
 # ---- the built wheel ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    """The wheel as plain ``uv build`` makes it: the sdist first, then the wheel from the sdist (the links in src/
+    must survive that trip; tests/integration/test_wheel_install.py uses the direct ``--wheel`` build)."""
     out = tmp_path_factory.mktemp("dist")
     uv = Path(sys.executable).parent / "uv"
-    proc = subprocess.run([str(uv), "build", "--quiet", "--wheel", "--out-dir", str(out), str(ROOT)],
+    proc = subprocess.run([str(uv), "build", "--quiet", "--out-dir", str(out), str(ROOT)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [built] = out.glob("argus_watch-*.whl")
@@ -147,6 +150,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
 def test_the_wheel_installs_no_top_level_services_or_bench_package(wheel: zipfile.ZipFile) -> None:
     tops = {n.split("/")[0] for n in wheel.namelist() if not n.split("/")[0].endswith(".dist-info")}
     assert tops == WHEEL_TOP_LEVEL
+    stages = {n.split("/")[1] for n in wheel.namelist() if re.fullmatch(r"argus_services/\w+/stage\.py", n)}
+    assert stages == {"ingest", "inference", "matcher", "alerter", "api"}
     assert not {"services", "bench", "tests", "triton_models", "assets"} & tops
 
 
