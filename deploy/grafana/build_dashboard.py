@@ -58,6 +58,17 @@ def panels() -> list[dict[str, Any]]:
               [("sum by (camera) (rate(argus_ingest_frames_dropped_total[1m]))", "{{camera}}")], "fps",
               "Dropped by policy (ARGUS_INGEST_QUEUE per camera, oldest first) because ingest could not publish "
               "fast enough; 0 when healthy."),
+        panel("Frames skipped by the motion gate (per s)",
+              [("sum by (camera, reason) (rate(argus_ingest_frames_skipped_total[1m]))", "{{reason}} {{camera}}"),
+               ("sum by (camera) (rate(argus_ingest_keyframes_total[1m]))", "keyframes {{camera}}")], "fps",
+              "ARGUS_MOTION_GATING: frames in which nothing moved, never encoded, published or decoded (reason "
+              "no_motion), and the full-frame keyframes (every ARGUS_MOTION_KEYFRAME_S). A camera that never skips "
+              "sees motion all the time: a swaying tree wants a motion_mask in the registry."),
+        panel("Detector load (images/s, Mpixel/s)",
+              [("sum by (kind) (rate(argus_inference_detector_images_total[1m]))", "images {{kind}}"),
+               ("sum by (kind) (rate(argus_inference_detector_pixels_total[1m])) / 1e6", "Mpixel {{kind}}")], "none",
+              "What the face detector runs on: whole frames (full: keyframes, gating off) and model-sized crops "
+              "around motion and open tracks (crop). MTCNN's time follows the pixels."),
         panel("Camera faults (last 5 min)",
               [("sum by (camera) (increase(argus_ingest_watchdog_trips_total[5m]))", "hung reads {{camera}}"),
                ("sum by (camera) (increase(argus_ingest_read_errors_total[5m]))", "open/read errors {{camera}}")],
