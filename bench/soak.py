@@ -418,10 +418,14 @@ def summarize(run: SoakRun, *, command: str, machine: Mapping[str, Any]) -> dict
             continue
         t_, m_ = [p[0] for p in pts], [float(p[1]) for p in pts if p[1] is not None]
         warm = [m for t, m in zip(t_, m_, strict=True) if t >= run.warmup_s] or m_[-1:]
+        per_h = growth_per_hour(t_, m_, run.warmup_s)
+        fit_s = max(0.0, t_[-1] - run.warmup_s)
         procs[name] = {"pid": run.processes[name], "rss_mb_start": round(m_[0], 1),
                        "rss_mb_after_warmup": round(warm[0], 1), "rss_mb_end": round(m_[-1], 1),
                        "rss_mb_max": round(max(m_), 1),
-                       "growth_mb_per_h": round(growth_per_hour(t_, m_, run.warmup_s), 2),
+                       "rss_mb_range_after_warmup": round(max(warm) - min(warm), 1),
+                       "growth_mb_per_h": round(per_h, 2),
+                       "growth_mb_over_fit": round(per_h * fit_s / 3600, 1),
                        "growth_mb_after_warmup": round(m_[-1] - warm[0], 1)}
     offered = run.plan.offered_fps
     bound = LAG_BOUND_S * offered

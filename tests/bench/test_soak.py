@@ -3,13 +3,15 @@ of the distributed pipeline on the real servers with a memory-growth and a lag b
 
 The 2-minute bound, and why it is what it is (figures from the runs recorded in docs/soak/):
 
-- *Growth after warm-up below 600 MB/h per process.* A 2-minute run fits its slope over 90 s of samples, so it
-  resolves growth only coarsely: a process that allocates and frees a working set (a Kafka client's buffers, a
-  micro-batch of decoded frames, Python's arenas) jitters its RSS by a few MB between samples, and a few MB over
-  90 s reads as a few hundred MB/h. 600 MB/h is what a real leak of one frame's worth per second of
-  video would show (a 960x540 BGR frame is 1.5 MB; kept at 5 fps by one camera that is 27 GB/h), and what the
-  warm-up of a process that never finished starting shows; it is above what every stage and server measured in
-  the 2-minute runs. The 30-minute run in the README is the figure to quote: it resolves a few MB/h.
+- *Memory: no process rises more than 128 MB over the fit window* (the Theil-Sen slope after the 30 s warm-up
+  times the 90 s it covers). A 2-minute run cannot resolve MB/h: in the 30-minute run at 2x nominal
+  (docs/soak/soak-30min.json) the inference stage's RSS ranged over 90 MB after warm-up with no trend (a
+  micro-batch of decoded frames, detector pyramids, the consumer's fetch buffers come and go; +55 MB/h over 25
+  min), and Triton's Python-backend stubs were still growing their arenas for new batch shapes between 30 s and
+  2 min (952 -> 1037 MB in a 2-minute run at 1x). 128 MB is above both; a leak of one decoded 960x540 frame
+  (1.5 MB) per analysed frame adds 135 MB over 90 s even at 1 frame/s and 675 MB at the CI camera's 5 fps, so
+  the bound catches a per-frame leak, not a slow one. The slow ones are the 30-minute run's job (MB/h per process
+  in the README).
 - *Every frame accounted*: each frame ingest read is published or dropped by the drop-oldest policy (and
   counted), each published frame analysed or waiting in the inference lag, up to what is in flight between
   probes. Memory bounded by dropping, never by losing frames silently.
@@ -60,7 +62,7 @@ from bench.soak import (
 
 CI_MINUTES = 2.0
 CI_LOAD = 1 / 3
-GROWTH_BOUND_MB_PER_H = 600.0
+GROWTH_BOUND_MB = 128.0
 #: Load average per core above which the lag is not judged (see the module docstring).
 OVERSUBSCRIBED = 4
 
@@ -223,6 +225,7 @@ def _fake_summary() -> dict[str, Any]:
 def test_summary_reports_growth_lag_drops_and_load_and_the_plot_is_written(tmp_path: Path) -> None:
     s = _fake_summary()
     assert s["processes"]["stage:ingest"]["growth_mb_per_h"] == pytest.approx(36.0)
+    assert s["processes"]["stage:ingest"]["growth_mb_over_fit"] == pytest.approx(0.9)  # 36 MB/h over 90 s
     assert s["processes"]["server:kafka"]["growth_mb_per_h"] == 0.0
     assert s["lag"]["inference"]["max_after_warmup"] == 7 and s["lag_bounded"]
     assert s["drops"] == {"ingest_backpressure": 2} and s["load_avg"]["mean"] == 1.5
@@ -271,7 +274,7 @@ def test_two_minute_soak_grows_no_process_memory_and_keeps_lag_bounded(
     assert s["accounting"]["every_frame_accounted"], s["accounting"]
     assert all(n == 0 for n in s["stage_restarts"].values())
     for name, p in s["processes"].items():
-        assert p["growth_mb_per_h"] < GROWTH_BOUND_MB_PER_H, f"{name}: {p}"
+        assert p["growth_mb_over_fit"] < GROWTH_BOUND_MB, f"{name}: {p}"
     cores = os.cpu_count() or 1
     if s["load_avg"]["mean"] > OVERSUBSCRIBED * cores and not s["lag_bounded"]:
         pytest.skip(f"memory and accounting held; lag not judged: the machine's load average was "
