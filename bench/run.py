@@ -28,7 +28,7 @@ from typing import Any
 from bench.common import REPO_ROOT, Context, Result, load_avg, machine_info
 
 AREAS: tuple[str, ...] = ("limits", "models", "emotion", "matcher", "bus", "gallery_sync", "api", "e2e", "motion",
-                          "gpu")
+                          "detectors", "gpu")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 TITLES = {
     "limits": "Limits: JPEG and memory, per core",
