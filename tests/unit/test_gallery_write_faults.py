@@ -12,15 +12,16 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pytest
+from disk_faults import FullDisk
 
 from argus.gallery.base import Person
-from argus.gallery.faiss_gallery import AtomicFileWriter, FaissGallery, GalleryWriteError
+from argus.gallery.faiss_gallery import FaissGallery, GalleryWriteError
 from argus.gallery.replication import BusGallery, MemoryGalleryLog
 
 DIM = 16
@@ -30,33 +31,6 @@ NOBODY = 65534
 def _unit(seed: int, n: int) -> np.ndarray:
     x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-class _Limited:
-    def __init__(self, f: IO[bytes], disk: FullDisk) -> None:
-        self._f, self._disk = f, disk
-
-    def write(self, b: Any) -> int:
-        data = bytes(b)
-        if len(data) > self._disk.free:
-            self._f.write(data[: self._disk.free])  # the disk takes what it has room for, then refuses
-            self._disk.free = 0
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self._disk.free -= len(data)
-        return self._f.write(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._f, name)
-
-
-class FullDisk(AtomicFileWriter):
-    """The real atomic writer over a disk with ``free`` bytes left."""
-
-    def __init__(self, free: int = 1 << 30) -> None:
-        self.free = free
-
-    def write(self, target: Path, write: Callable[[IO[bytes]], object]) -> None:
-        super().write(target, lambda f: write(_Limited(f, self)))  # type: ignore[arg-type]
 
 
 def _listing(d: Path) -> dict[str, bytes]:

@@ -55,6 +55,7 @@ from argus.api.limits import (
     SecurityHeadersMiddleware,
 )
 from argus.errors import ArgusError, InputError, StoreError, TransientError
+from argus.gallery.faiss_gallery import GalleryWriteError
 from argus.ids import PERSON_ID_PATTERN, PERSON_ID_RULE, SLUG_PATTERN, is_person_id
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ API_PREFIX = "/api/v1"
 _MB = 1024 * 1024
 _ERRORS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
            409: "conflict", 413: "body_too_large", 415: "unsupported_media_type", 422: "invalid_request",
-           429: "rate_limited", 500: "internal", 503: "unavailable"}
+           429: "rate_limited", 500: "internal", 503: "unavailable", 507: "gallery_storage"}
 _COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": m.ErrorOut, "description": _ERRORS[code]} for code in (400, 401, 403, 404, 413, 422, 429, 503)
 }
@@ -709,6 +710,10 @@ def create_app(resources: "Resources", *, settings: "Settings | None" = None,
             return _error(400, str(e))
         if isinstance(e, TransientError):
             return _error(503, "a server the API depends on is unavailable; retry later", {"Retry-After": "5"})
+        if isinstance(e, GalleryWriteError):
+            # The operator can act on it (path and errno, nothing internal): the volume is read-only or full.
+            log.error("API request failed: %s", e)
+            return _error(507, str(e))
         log.error("API request failed: %s: %s", type(e).__name__, e)
         return _error(500, "internal error" if not isinstance(e, StoreError) else "the event store failed")
 

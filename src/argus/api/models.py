@@ -123,7 +123,8 @@ class CameraOut(_Out):
     enabled: bool
     timezone: str | None = Field(description="IANA time zone of the camera (for its local time); null: unset.")
     health: dict[str, Any] | None = Field(description="state, fps, last_frame_ts, frames_dropped, reconnects, "
-                                          "updated_at, last_frame_age_s (null: never reported).")
+                                          "watchdog_trips, flaps, updated_at, last_frame_age_s (null: never "
+                                          "reported).")
 
 
 class MeOut(_Out):
