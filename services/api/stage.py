@@ -9,6 +9,7 @@ that only sees that port.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from types import FrameType
 
@@ -40,6 +41,9 @@ def serve(res: Resources, *, stop: threading.Event | None = None, metrics_port: 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             shutdown.set()
             super().handle_exit(sig, frame)
+            # SIGTERM is the orchestrator's normal stop: after the graceful shutdown end with status 0 like the
+            # four stages, instead of uvicorn re-raising the signal (an exit of -15 reads as a crash in pod events).
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
     server = Server(config)
     watcher = None

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import argus_data
 from argus_dev.devservers import (
     HOST,
     DevServerError,
@@ -32,7 +33,6 @@ from argus_dev.devservers import (
     http_ok,
     install_once,
     make_venv,
-    repo_root,
     run_checked,
 )
 from argus_dev.devservers.security import Security
@@ -138,7 +138,7 @@ class TritonServer(ServerSpec):
     def prepare(self, home: Path, data_dir: Path, ports: Mapping[str, int], options: Mapping[str, Any]) -> Launch:
         venv = self.venv(home)
         sp = _site_packages(venv)
-        model_repo = Path(options.get("model_repository") or repo_root() / "triton_models").resolve()
+        model_repo = Path(options.get("model_repository") or argus_data.model_repository()).resolve()
         if not model_repo.is_dir():
             raise DevServerError(f"triton: model repository {model_repo} does not exist")
         config_name = str(options.get("triton_config_name", "cpu"))
