@@ -29,7 +29,7 @@ class RecordingBackend:
         pass
 
 
-@pytest.mark.parametrize("detector", ["mtcnn", "blazeface"])
+@pytest.mark.parametrize("detector", ["mtcnn", "blazeface", "centerface"])
 def test_models_for_lists_every_model_the_pipeline_calls(detector: str, ort_backend: OnnxRuntimeBackend,
                                                          assets: Path) -> None:
     backend = RecordingBackend(ort_backend)
@@ -39,7 +39,8 @@ def test_models_for_lists_every_model_the_pipeline_calls(detector: str, ort_back
 
 
 def test_an_unknown_detector_has_no_model_list() -> None:
-    with pytest.raises(ConfigError, match="detector: expected one of \\['blazeface', 'mtcnn'\\], got 'yolo'"):
+    with pytest.raises(ConfigError,
+                       match="detector: expected one of \\['blazeface', 'centerface', 'mtcnn'\\], got 'yolo'"):
         FacePipeline.models_for("yolo")
 
 
