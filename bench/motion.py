@@ -208,18 +208,19 @@ def feed(lane: Lane, seq: int, ts: float, image: np.ndarray) -> None:
     jpeg = encode_jpeg(image, quality=85)
     msg = FrameV2(camera_id=CAMERA, seq=seq, ts_capture=ts, ts_ingest=ts, width=image.shape[1],
                   height=image.shape[0], jpeg=jpeg, keyframe=gate.keyframe, gate=gate.gate,
-                  motion=tuple(tuple(float(v) for v in b) for b in gate.motion))
+                  motion=tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in gate.motion))
     t1 = time.process_time()
     lane.cpu_ingest += t1 - t0
     lane.published += 1
     lane.keyframes += gate.keyframe
-    faces = [o.message for o in lane.inference.process([_item(lane, TOPIC_FRAMES, msg)]) if isinstance(o, Output)]
+    faces = [o.message for o in lane.inference.process([_item(lane, TOPIC_FRAMES, msg)])
+             if isinstance(o, Output) and isinstance(o.message, FacesV3)]
     lane.cpu_inference += time.process_time() - t1
     if not faces:
         return
     lane.faces += [(f.seq, face.track_id, face.box) for f in faces for face in f.faces]
     matches = [o.message for o in lane.matcher.process([_item(lane, TOPIC_FACES, f) for f in faces])
-               if isinstance(o, Output)]
+               if isinstance(o, Output) and isinstance(o.message, MatchesV3)]
     if matches:
         lane.alerts += [o.message for o in lane.alerter.process([_item(lane, TOPIC_MATCHES, m) for m in matches])
                         if isinstance(o, Output) and isinstance(o.message, AlertV3)]

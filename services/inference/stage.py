@@ -129,7 +129,7 @@ class InferenceProcessor:
         regions = None
         if self.detect_regions and not m.keyframe:
             cam = self.tracker.cameras.get(m.camera_id)
-            tracked = [t.predict(m.ts_capture) for t in cam.tracks.values()] if cam is not None else []
+            tracked = [tuple(float(v) for v in t.predict(m.ts_capture)) for t in cam.tracks.values()] if cam else []
             regions = detection_regions(keyframe=False, motion=m.motion, tracked=tracked, frame_shape=(h, w))
         if regions is None:
             self.detector_images.labels("full").inc()

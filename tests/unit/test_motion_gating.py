@@ -17,7 +17,7 @@ from argus.errors import ConfigError, SchemaError
 from argus.faces.pipeline import FacePipeline
 from argus.imaging import decode_jpeg
 from argus.ingest.gating import UNGATED, CameraGates, GateDecision, decide
-from argus.motion import DETECT_CROP, MotionResult, detection_regions
+from argus.motion import DETECT_CROP, MotionResult, Reason, detection_regions
 from argus.runtime.resources import Resources
 from argus.schemas import MAX_MOTION_REGIONS, FrameV2, decode, encode
 
@@ -25,7 +25,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 T0 = 1_700_000_000.0
 
 
-def _result(reason: str, boxes: tuple[tuple[int, int, int, int], ...] = ()) -> MotionResult:
+def _result(reason: Reason, boxes: tuple[tuple[int, int, int, int], ...] = ()) -> MotionResult:
     full = reason in ("first_frame", "light_change_reset", "periodic_full_frame")
     return MotionResult(ts=T0, detect=reason != "no_motion", reason=reason, full_frame=full,
                         boxes=boxes, changed=0.1)
@@ -116,7 +116,7 @@ def test_motion_mask_defaults_to_none_and_reads_as_float_polygons() -> None:
 def _wire(**kw: object) -> FrameV2:
     base: dict[str, object] = {"camera_id": "cam", "seq": 1, "ts_capture": T0, "ts_ingest": T0, "width": 640,
                                "height": 480, "jpeg": b"\xff\xd8\xff\xd9"}
-    return FrameV2(**{**base, **kw})
+    return FrameV2.model_validate({**base, **kw})
 
 
 def test_frame_v2_round_trips_its_gate_and_defaults_to_v1s_detect_everywhere() -> None:
