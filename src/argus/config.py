@@ -185,8 +185,9 @@ class Settings(BaseSettings):
     jpeg_quality: int = Field(default=85, ge=10, le=100, description="JPEG quality for frames on the bus.")
     ingest_queue: int = Field(default=16, ge=1, le=100000, description="Frames buffered per camera (drop oldest).")
     motion_gating: bool = Field(
-        default=False, description="Ingest skips frames in which nothing moved and sends where it moved (argus.motion); "
-                                   "inference detects there, around open tracks, and on the whole frame of keyframes.")
+        default=False,
+        description="Ingest skips frames in which nothing moved and sends where it moved (argus.motion); "
+                    "inference detects there, around open tracks, and on the whole frame of keyframes.")
     motion_keyframe_s: float = Field(
         default=5.0, gt=0, le=3600, description="With motion gating: a full-frame keyframe at least this often per "
                                                 "camera (capture s), so a face that stands still is still found.")
