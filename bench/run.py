@@ -28,7 +28,7 @@ from typing import Any
 from bench.common import REPO_ROOT, Context, Result, load_avg, machine_info
 
 AREAS: tuple[str, ...] = ("limits", "models", "emotion", "matcher", "bus", "gallery_sync", "api", "e2e", "motion",
-                          "detectors", "gpu")
+                          "capacity", "detectors", "gpu")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 TITLES = {
     "limits": "Limits: JPEG and memory, per core",
@@ -39,6 +39,7 @@ TITLES = {
     "api": "Operator API: alert list over a large history, requests/s on one core, vs GET /healthz",
     "e2e": "End to end: the four stages vs the model-bound rate",
     "motion": "Motion gating: cameras per 2-core node, gated vs per-frame pipeline, on the generated scenes",
+    "capacity": "Capacity: simulated cameras through the real pipeline, CPU per message per stage vs the formulas",
     "gpu": "GPU paths",
     "gallery_sync": "Gallery sync: enroll to every replica via the compacted topic; matching through a bulk enrolment",
 }
