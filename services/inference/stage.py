@@ -13,6 +13,17 @@ around the camera's open tracks (argus.motion.detection_regions; ``ARGUS_DETECT_
 all crops of the batch in one detector call. Alignment and the embedder always read the full-resolution frame.
 The load is counted in ``detector_images_total`` / ``detector_pixels_total`` by kind (full, crop).
 
+When the detector runs (``ARGUS_DETECT_INTERVAL``, N): on every N-th frame of a camera by seq, and always on a
+keyframe, on the camera's first frame here, on motion onset (the first frame after a still stretch is past the
+interval) and before its tracks could age out (half of ``ARGUS_TRACK_MAX_AGE_S`` since the last detection); the
+decision is argus.motion.should_detect. A frame in between is not decoded, detected, tracked or embedded: the
+tracker is simply not fed, its tracks keep their last hit and predict on (they end only after
+``track_max_age_s`` of capture time without a hit, which the rule above never lets pass), and the frame produces
+no message; it is counted in ``detections_skipped_total{reason="interval"}``. The per-camera state (the last
+detected seq and capture time, and the recent decisions, so a redelivered frame gets the same answer) lives in
+this processor next to the tracker: topics are keyed by camera, so a camera's frames all come here in order and
+a partition move moves a camera whole — the new replica starts with no state and detects the first frame.
+
 When a camera's partition moves to another replica (rebalance, restart), its tracks restart there: a visit in
 progress continues as a new track. Nothing is lost (the uncommitted frames are redelivered) and nothing doubles
 (the alerter's cooldown per person and camera keeps the new track from raising a second alert).
@@ -21,8 +32,9 @@ progress continues as a new track. Nothing is lost (the uncommitted frames are r
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,7 +44,7 @@ from argus.faces.pipeline import BatchEmotions, FrameEmotions, FrameFaces, Regio
 from argus.faces.tta import MAX_VIEWS
 from argus.imaging import decode_jpeg, encode_jpeg
 from argus.metrics import StageMetrics
-from argus.motion import detection_regions
+from argus.motion import detection_regions, should_detect
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
 from argus.schemas import TOPIC_FACES, EndedTrackV2, FacesV3, FaceV3, FrameV2, Quality, embedding_bytes
@@ -61,6 +73,12 @@ class InferenceProcessor:
         self.tracks_active = metrics.gauge("tracks_active", "Face tracks open in this replica (all cameras).")
         self.model_seconds = metrics.histogram("batch_model_seconds", "Model time per micro-batch.")
         self.detect_regions = s.detect_regions
+        self.detect_interval = s.detect_interval
+        self.detect_max_gap_s = s.track_max_age_s / 2  # a track is hit again well before max_age_s ends it
+        self.detect_state: dict[str, _DetectState] = {}
+        self.detections_skipped = metrics.counter(
+            "detections_skipped_total", "Published frames the detector did not run on, by reason (interval: "
+            "between two detections at ARGUS_DETECT_INTERVAL; the camera's tracks carry them).", ("reason",))
         self.detector_images = metrics.counter(
             "detector_images_total", "Images the detector ran on, by kind: full (a whole frame: keyframes, gating "
             "off) or crop (a model-sized crop around motion and open tracks).", ("kind",))
@@ -89,6 +107,9 @@ class InferenceProcessor:
         images: list[np.ndarray] = []
         for it in items:
             m = it.message
+            if not self._due(m):
+                self.detections_skipped.labels("interval").inc()
+                continue
             try:
                 img = decode_jpeg(m.jpeg, where=f"camera {m.camera_id!r} frame {m.seq}")
             except InputError as e:
@@ -122,6 +143,21 @@ class InferenceProcessor:
             out.extend(self._message(p, fe, now))
         self.tracks_active.set(sum(len(c.tracks) for c in self.tracker.cameras.values()))
         return out
+
+    def _due(self, m: FrameV2) -> bool:
+        """Whether this frame is detected (argus.motion.should_detect); a redelivered frame gets its first answer."""
+        st = self.detect_state.setdefault(m.camera_id, _DetectState())
+        known = st.decided.get(m.seq)
+        if known is not None:
+            return known
+        due = should_detect(keyframe=m.keyframe, seq=m.seq, ts=m.ts_capture, last_seq=st.last_seq,
+                            last_ts=st.last_ts, interval=self.detect_interval, max_gap_s=self.detect_max_gap_s)
+        st.decided[m.seq] = due
+        while len(st.decided) > _DECIDED_KEPT:
+            st.decided.popitem(last=False)
+        if due:  # a corrupt frame counts too: the next one is due by seq or by max_gap_s all the same
+            st.last_seq, st.last_ts = m.seq, m.ts_capture
+        return due
 
     def _regions(self, m: FrameV2, img: np.ndarray) -> tuple[Region, ...] | None:
         """Where to detect on this frame (argus.motion.detection_regions), counted as detector load."""
@@ -201,6 +237,18 @@ class InferenceProcessor:
 
     def close(self) -> None:
         pass
+
+
+_DECIDED_KEPT = 256  # per camera: recent frames' detect decisions, replayed to a redelivered frame
+
+
+@dataclass(kw_only=True)
+class _DetectState:
+    """A camera's detection interval: its last detected frame, its recent decisions (argus.motion.should_detect)."""
+
+    last_seq: int | None = None
+    last_ts: float | None = None
+    decided: OrderedDict[int, bool] = field(default_factory=OrderedDict)
 
 
 @dataclass(kw_only=True)

@@ -338,3 +338,23 @@ def detection_regions(*, keyframe: bool, motion: Sequence[Sequence[float]], trac
     if crops == ((0, 0, fw, fh),):
         return None
     return crops
+
+
+def should_detect(*, keyframe: bool, seq: int, ts: float, last_seq: int | None, last_ts: float | None,
+                  interval: int, max_gap_s: float) -> bool:
+    """Whether inference runs the detector on this frame of a camera, or lets its tracks carry it (DeepStream's
+    "detect at an interval, track in between").
+
+    ``last_seq`` / ``last_ts`` are the camera's last *detected* frame (``None``: none yet in this replica). The
+    detector runs on every ``interval``-th frame by camera seq (``interval <= 1``: every frame, the default), and
+    always on a keyframe (the periodic full-frame pass, a light change), on the camera's first frame here (a
+    partition that just moved in), on a seq that went back (a restarted stream: detect, do not guess), and once
+    ``max_gap_s`` of capture time passed since the last detection — so however low a camera's fps, its tracks
+    are hit again before ``track_max_age_s`` ends them. Seq, not a count of arriving frames: after a still
+    stretch skipped in ingest the first moving frame is past the interval, so motion onset is always detected.
+    """
+    if interval <= 1 or keyframe or last_seq is None or last_ts is None:
+        return True
+    if seq <= last_seq:
+        return True
+    return seq - last_seq >= interval or ts - last_ts >= max_gap_s
