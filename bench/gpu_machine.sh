@@ -41,9 +41,19 @@ if [ -z "$PY" ] || ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 
     exit 2
 fi
 if [ ! -d "$WH" ] || ! ls "$WH"/argus_watch-*.whl >/dev/null 2>&1; then
-    say "ERROR: expected a wheelhouse with argus_watch-*.whl at $WH; make it with bench/gpu_wheelhouse.sh"
-    exit 2
+    # no wheelhouse: a machine provisioned already (the packages importable by this Python) still runs
+    if "$PY" -c 'import numpy, cv2, pydantic, pydantic_settings, msgpack, prometheus_client, onnxruntime, faiss' \
+            2>/dev/null; then
+        say "no wheelhouse at $WH: using $PY and what it has installed (no venv)"
+        VPY="$PY"
+        SKIP_VENV=1
+    else
+        say "ERROR: expected a wheelhouse with argus_watch-*.whl at $WH (make it with bench/gpu_wheelhouse.sh), or a" \
+            "Python with the project's dependencies and onnxruntime(-gpu) and faiss installed"
+        exit 2
+    fi
 fi
+if [ "${SKIP_VENV:-0}" != "1" ]; then
 WH="$(cd "$WH" && pwd)"
 WHEEL="$(ls "$WH"/argus_watch-*.whl | head -n 1)"
 
@@ -59,7 +69,8 @@ timeout 300 "$VPY" -m pip install -q "${WHEEL}[kafka,triton,mongo]" || { say "ER
 "$VPY" -m pip uninstall -y -q onnxruntime faiss-cpu
 timeout 240 "$VPY" -m pip install -q "onnxruntime-gpu[cuda,cudnn]" faiss-gpu-cu12 \
     || { say "ERROR: installing onnxruntime-gpu / faiss-gpu-cu12 failed"; exit 2; }
-"$VPY" -m pip freeze > "$RES/pip-freeze.txt"
+fi
+"$VPY" -m pip freeze > "$RES/pip-freeze.txt" 2>/dev/null || true
 "$VPY" - <<'PY' || true
 import faiss, onnxruntime as ort
 print("onnxruntime", ort.__version__, ort.get_available_providers())
