@@ -20,7 +20,7 @@ What is checked, and with what:
   every ARGUS_* key (argus-config, any other envFrom ConfigMap, literal env) is a real setting and the set
   validates, the camera registry loads;
 - services (:data:`SERVICES` = the stages + the operator API): image, Dockerfile and ops-port probes for each; the
-  ops port (9100) reachable only from the monitoring namespace; whoever gets ARGUS_MONGO_URI may reach MongoDB;
+  ops port (9100) reachable only from the monitoring namespace; whoever gets ARGUS_MONGO_URI(_FILE) may reach MongoDB;
   the API runs >= 2 replicas bound to 0.0.0.0 on ARGUS_API_PORT behind a Service, its port open only to named peers
   (the ingress controller), egress only to named destinations: DNS, MongoDB, Triton and — when
   ARGUS_API_OIDC_JWKS is a URL — the identity provider (a small model of NetworkPolicy semantics, :func:`allows`);
@@ -880,6 +880,9 @@ def _first_pod(objs: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any
 
 
 DNS = Endpoint("kube-system", {"k8s-app": "kube-dns"})
+#: The settings that hand a workload the MongoDB URI: inline (dev tooling) or, in the manifests, as a file on the
+#: argus-secrets Secret volume. Either way the workload talks to MongoDB, so its network policy must let it.
+MONGO_URI_VARS = frozenset({"ARGUS_MONGO_URI", "ARGUS_MONGO_URI_FILE"})
 
 
 def _check_store_network(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
@@ -892,11 +895,13 @@ def _check_store_network(objs: Sequence[Mapping[str, Any]]) -> list[Problem]:
     for o in objs:
         if o.get("kind") not in WORKLOAD_KINDS or o is mongo:
             continue
-        envs = {e.get("name") for c in _containers(((o.get("spec") or {}).get("template") or {}).get("spec") or {})
-                for e in c.get("env") or []}
-        if "ARGUS_MONGO_URI" in envs and not allows(objs, _pod_endpoint(o), _pod_endpoint(mongo), 27017):
+        containers = _containers(((o.get("spec") or {}).get("template") or {}).get("spec") or {})
+        envs = {str(e.get("name")) for c in containers for e in c.get("env") or []}
+        envs |= {k for c in containers for k in _effective_env(objs, o, c)}
+        given = sorted(envs & MONGO_URI_VARS)  # the URI itself or the file on a Secret volume holding it
+        if given and not allows(objs, _pod_endpoint(o), _pod_endpoint(mongo), 27017):
             problems.append(Problem(ref(o), "NetworkPolicy: expected it to reach argus-mongodb on 27017 (it is given "
-                                            "ARGUS_MONGO_URI), got the flow denied"))
+                                            f"{', '.join(given)}), got the flow denied"))
     return problems
 
 

@@ -27,6 +27,10 @@ def _env(o: dict[str, Any], name: str) -> dict[str, Any]:
     return next(e for e in _c(o)["env"] if e["name"] == name)
 
 
+def _volume(o: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(v for v in o["spec"]["template"]["spec"]["volumes"] if v["name"] == name)
+
+
 def _set_cm(key: str, value: str) -> Mut:
     def f(o: dict[str, Any]) -> None:
         o["data"][key] = value
@@ -72,10 +76,10 @@ CASES: list[tuple[str, str, str, Mut, str]] = [
     ("probe on a port the container lacks", "StatefulSet", "argus-ingest",
      lambda o: _c(o)["readinessProbe"]["httpGet"].update(port="http"), "expected a port of the container"),
     ("secret as a literal", "Deployment", "argus-alerter",
-     lambda o: _c(o)["env"].__setitem__(0, {"name": "ARGUS_MONGO_URI", "value": "mongodb://u:p@db"}),
+     lambda o: _env(o, "ARGUS_MONGO_URI_FILE").update(name="ARGUS_MONGO_URI", value="mongodb://u:p@db"),
      "expected valueFrom.secretKeyRef"),
     ("missing ConfigMap", "StatefulSet", "argus-ingest",
-     lambda o: o["spec"]["template"]["spec"]["volumes"][2]["configMap"].update(name="cameras"),
+     lambda o: _volume(o, "cameras")["configMap"].update(name="cameras"),
      "expected ConfigMap 'cameras'"),
     ("unknown field in ScaledObject", "ScaledObject", "argus-inference",
      lambda o: o["spec"].update(maxReplicas=3), "unknown field"),

@@ -4,12 +4,18 @@ The one-process demo (real clips, real models, the four real stages) fills one r
 metrics; it is served on a free port and scraped by the project's dev Prometheus (1 s interval). This catches a
 dashboard query on a series that only appears after an error — before the multi-process e2e does. Every metric
 the run exports must also be one tools/k8s_check.py knows (its inventory is parsed from the code).
+
+The run has every feature a panel shows switched on: ARGUS_MOTION_GATING (keyframes, detector crops), and next to
+the demo's cameras one more replaying a demo clip with a motion_mask over its whole frame, so the gate skips its
+frames (argus_ingest_frames_skipped_total{reason="no_motion"}: the real clips always move somewhere).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from argus import demo
+from argus.config import load_settings
 from argus.runtime.http import Health, OpsServer
 from argus_dev.devservers import Endpoint
 from argus_dev.devservers.prometheus import configure, query
@@ -35,10 +42,31 @@ def demo_registry(tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: 
         return made[-1]
 
     monkeypatch_module.setattr(demo, "CollectorRegistry", registry)
-    result = demo.run_demo(data_dir=tmp_path_factory.mktemp("demo"))
+    data_dir = tmp_path_factory.mktemp("demo")
+    settings = load_settings(data_dir=data_dir, cameras_file=_cameras_with_a_masked_one(data_dir.parent),
+                             ingest_queue=10_000, ingest_files_realtime=False, metrics_port=0, sinks=["log", "kafka"],
+                             motion_gating=True)
+    result = demo.run_demo(data_dir=data_dir, settings=settings)
     assert result.frames > 0 and result.alerts, f"expected a healthy demo run with alerts, got {result.as_json()}"
     assert len(made) == 1, f"expected the demo to make one registry, got {len(made)}"
     return made[0]
+
+
+def _cameras_with_a_masked_one(directory: Path) -> Path:
+    """The demo's registry (clip paths made absolute) plus a camera whose motion_mask covers its whole frame."""
+    base = demo.DEMO_CAMERAS.parent
+
+    def absolute(m: re.Match[str]) -> str:
+        return f"url = {json.dumps(str((base / m.group(1)).resolve()))}"
+
+    text = re.sub(r'^url = "([^"]+)"$', absolute, demo.DEMO_CAMERAS.read_text(), flags=re.MULTILINE)
+    clip = tomllib.loads(text)["camera"][-1]["url"]
+    text += (f'\n[[camera]]\nid = "masked-yard"\nname = "Masked yard"\nurl = {json.dumps(clip)}\nfps = 5\n'
+             "motion_mask = [[[0, 0], [100000, 0], [100000, 100000], [0, 100000]]]\n\n"
+             '[camera.location]\nlat = 52.5\nlon = 13.4\naddress = "Yard 1, Berlin"\nzone = "yard"\n')
+    path = directory / "cameras-masked.toml"
+    path.write_text(text)
+    return path
 
 
 @pytest.fixture(scope="module")

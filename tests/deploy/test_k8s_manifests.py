@@ -12,8 +12,9 @@ import k8s_check
 import pytest
 import yaml
 
-from argus import schemas
+from argus import schemas, topology
 from argus.bus.kafka import topic_config
+from argus.gallery.replication import GALLERY_PARTITIONS, GALLERY_TOPIC_CONFIG
 
 Objs = list[dict[str, Any]]
 
@@ -26,6 +27,14 @@ def _get(objs: Objs, kind: str, name: str) -> dict[str, Any]:
 
 def _container(obj: dict[str, Any], name: str) -> dict[str, Any]:
     return next(c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == name)
+
+
+def _wanted_topics() -> set[str]:
+    """Every topic a cluster needs: the pipeline's (argus.topology), the drain control topic and the replicated
+    gallery; and no wire topic in argus.schemas left without one."""
+    wanted = {*topology.ALL_TOPICS, schemas.TOPIC_CONTROL, topology.TOPIC_GALLERY}
+    assert {getattr(schemas, n) for n in dir(schemas) if n.startswith("TOPIC_")} <= wanted
+    return wanted
 
 
 @pytest.mark.parametrize("overlay", k8s_check.OVERLAYS)
@@ -41,7 +50,7 @@ def test_overlay_has_every_component(rendered: dict[str, Objs], overlay: str) ->
     statefulsets = {o["metadata"]["name"] for o in rendered[overlay] if o["kind"] == "StatefulSet"}
     assert {"argus-inference", "argus-matcher", "argus-alerter", "argus-api", "argus-triton"} <= deployments
     assert statefulsets == {"argus-ingest", "argus-mongodb"}  # ingest: one camera shard per ordinal
-    assert kinds["Kafka"] == 1 and kinds["KafkaTopic"] == 5
+    assert kinds["Kafka"] == 1 and kinds["KafkaTopic"] == len(_wanted_topics())
     assert kinds["ScaledObject"] == 2 and kinds["PrometheusRule"] == 1
     assert kinds["ServiceMonitor"] == 6  # four stages + the API + Triton
     assert kinds["PodDisruptionBudget"] == 7 and kinds["NetworkPolicy"] == 8
@@ -75,14 +84,16 @@ def test_dev_triton_runs_cpu_configs_and_prod_gpu(rendered: dict[str, Objs]) -> 
 
 
 def test_topics_match_the_code_and_partitions_grow_in_prod(rendered: dict[str, Objs]) -> None:
-    wanted = {getattr(schemas, n) for n in dir(schemas) if n.startswith("TOPIC_")}
+    wanted = _wanted_topics()
     for overlay, partitions in (("dev", 6), ("prod", 24)):
         topics = {o["spec"]["topicName"]: o["spec"] for o in rendered[overlay] if o["kind"] == "KafkaTopic"}
         assert set(topics) == wanted
         for name, spec in topics.items():
-            assert spec["partitions"] == partitions
-            want = topic_config(name)
-            assert {k: str(spec["config"][k]) for k in want} == want
+            gallery = name == topology.TOPIC_GALLERY  # one partition: one total order of watch-list changes
+            assert spec["partitions"] == (GALLERY_PARTITIONS if gallery else partitions), name
+            want = GALLERY_TOPIC_CONFIG if gallery else topic_config(name)
+            assert {k: str(spec["config"][k]) for k in want} == want, name
+        assert topics[schemas.TOPIC_CONTROL]["config"]["cleanup.policy"] == "compact"  # latest state per instance
     scaled = {o["metadata"]["name"]: o["spec"] for o in rendered["prod"] if o["kind"] == "ScaledObject"}
     assert scaled["argus-inference"]["triggers"][0]["metadata"]["consumerGroup"] == "argus-inference"
     assert scaled["argus-matcher"]["triggers"][0]["metadata"]["consumerGroup"] == "argus-matcher"
@@ -112,22 +123,37 @@ def test_secrets_come_only_from_secret_refs(rendered: dict[str, Objs]) -> None:
         assert not any(k.endswith(("_URI", "_WEBHOOK_URL", "_PASSWORD", "_SECRET")) for k in config)
 
 
-def test_matchers_share_one_gallery_volume(rendered: dict[str, Objs]) -> None:
-    for overlay, mode in (("dev", "ReadWriteOnce"), ("prod", "ReadWriteMany")):
-        pvc = _get(rendered[overlay], "PersistentVolumeClaim", "argus-gallery")
-        assert pvc["spec"]["accessModes"] == [mode]
-        matcher = _get(rendered[overlay], "Deployment", "argus-matcher")
-        vols = {v["name"]: v for v in matcher["spec"]["template"]["spec"]["volumes"]}
-        assert vols["gallery"]["persistentVolumeClaim"]["claimName"] == "argus-gallery"
-        assert k8s_check._config_env(rendered[overlay])["ARGUS_GALLERY_PATH"] == "/var/lib/argus-gallery"
+def test_matchers_follow_the_gallery_topic_and_mount_no_shared_volume(rendered: dict[str, Objs]) -> None:
+    """ARGUS_GALLERY_SYNC=bus: the writer (API, toolbox) keeps the gallery on its ReadWriteOnce volume and publishes
+    to argus.gallery.v1; each matcher replays the topic into a snapshot in its own emptyDir, so no volume is shared
+    and no ReadWriteMany storage class is needed."""
+    for overlay in k8s_check.OVERLAYS:
+        objs = rendered[overlay]
+        assert [o["spec"]["accessModes"] for o in objs if o["kind"] == "PersistentVolumeClaim"] == [["ReadWriteOnce"]]
+        pvc = _get(objs, "PersistentVolumeClaim", "argus-gallery")
+        assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+        topics = {o["spec"]["topicName"] for o in objs if o["kind"] == "KafkaTopic"}
+        assert topology.TOPIC_GALLERY in topics
+        matcher = _get(objs, "Deployment", "argus-matcher")
+        pod = matcher["spec"]["template"]["spec"]
+        env = k8s_check._effective_env(objs, matcher, _container(matcher, "matcher"))
+        assert env["ARGUS_GALLERY_SYNC"] == "bus"
+        assert env["ARGUS_GALLERY_PATH"] == "/var/lib/argus-gallery"
+        vols = {v["name"]: v for v in pod["volumes"]}
+        assert not any("persistentVolumeClaim" in v for v in vols.values()), vols  # nothing shared between replicas
+        mounts = {m["mountPath"]: m["name"] for m in _container(matcher, "matcher")["volumeMounts"]}
+        assert "emptyDir" in vols[mounts[env["ARGUS_GALLERY_PATH"]]]  # the snapshot it replays the topic into
 
 
-def test_cli_validates_everything_and_prints_one_line_per_problem(promtool: str) -> None:
+def test_cli_validates_everything_and_prints_one_line_per_problem(rendered: dict[str, Objs], promtool: str) -> None:
     proc = subprocess.run([sys.executable, str(k8s_check.ROOT / "tools" / "k8s_check.py")], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout == ""
-    assert "problems: 0" in proc.stderr and "dev 51" in proc.stderr and "prod 52" in proc.stderr
+    counts = ", ".join(  # every rendered object validated, the custom resources against their CRD schemas
+        f"{name} {len(objs)} ({sum(o['apiVersion'].split('/')[0] in k8s_check.CUSTOM_GROUPS for o in objs)} custom)"
+        for name, objs in rendered.items())
+    assert "problems: 0" in proc.stderr and f"objects validated: {counts};" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("overlay", k8s_check.OVERLAYS)
