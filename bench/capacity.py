@@ -347,10 +347,11 @@ class Measured:
     alerts: int = 0
 
 
-def measure_constants(work: Path, clips: Sequence[Path], kafka: str | None, *, quality: int = 85,
-                      rounds: int = 2) -> Measured:
+def measure_constants(work: Path, clips: Sequence[Path], kafka: str | None, *, mongo: str | None = None,
+                      quality: int = 85, rounds: int = 2) -> Measured:
     """Per-frame CPU of each stage's own work on the clips' frames, in this process (one ORT thread), and the Kafka
-    client's CPU per message against ``kafka`` (None: not measured, 0)."""
+    client's CPU per message against ``kafka`` (None: not measured, 0). With ``mongo`` the alerter writes to that
+    MongoDB as the stage does (its client's CPU counted); without, to SQLite."""
     import bson
 
     from argus.bus.base import Record
@@ -378,8 +379,10 @@ def measure_constants(work: Path, clips: Sequence[Path], kafka: str | None, *, q
             read_s += time.process_time() - t0
     per_clip = [read_clip(c) for c in clips]
     regs = write_registry(work, clips, cameras=len(clips), fps=1.0)
+    store: dict[str, Any] = ({"store": "mongodb", "mongo_uri": mongo, "mongo_database": "argus_capacity_inproc"}
+                             if mongo else {"store": "sqlite"})
     settings = load_settings(data_dir=work, cameras_file=regs, metrics_port=0, ort_threads=1, sinks=["kafka"],
-                             gallery="memory", store="sqlite", jpeg_quality=quality)
+                             gallery="memory", jpeg_quality=quality, **store)
     reg = CollectorRegistry()
     res = Resources(settings, registry=reg, bus=MemoryBus(partitions=1))
     enroll_demo_watchlist(res)
@@ -640,7 +643,7 @@ def run(ctx: Context) -> None:
     registry = write_registry(ctx.work_dir, clips, cameras=cameras, fps=fps)
     with _servers(ctx) as (kafka, mongo):
         ctx.log(f"capacity: constants on {len(clips)} clips of {per_cam} frames at {width}x{height}")
-        m = measure_constants(ctx.work_dir / "inproc", clips, kafka)
+        m = measure_constants(ctx.work_dir / "inproc", clips, kafka, mongo=mongo)
         ctx.log(f"capacity: constants {m.costs}")
         ctx.log(f"capacity: {cameras} cameras x {per_cam} frames through the four stage processes")
         series, info = load_run(ctx, kafka=kafka, mongo=mongo, registry=registry, expected_frames=cameras * per_cam,
