@@ -7,6 +7,7 @@ import json
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -181,7 +182,7 @@ def test_a_model_with_other_output_shapes_is_a_backend_error_naming_it() -> None
 
 @pytest.mark.parametrize("kwargs", [{"score_threshold": 1.0}, {"iou_threshold": 0.0}, {"min_face_size": -1.0},
                                     {"max_faces": 0}, {"input_size": (640, 380)}, {"input_size": (0, 384)}])
-def test_bad_settings_are_config_errors(backend: OnnxRuntimeBackend, kwargs: dict[str, object]) -> None:
+def test_bad_settings_are_config_errors(backend: OnnxRuntimeBackend, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         CenterFaceDetector(backend, **kwargs)
 
