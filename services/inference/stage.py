@@ -15,8 +15,10 @@ The load is counted in ``detector_images_total`` / ``detector_pixels_total`` by 
 
 When the detector runs (``ARGUS_DETECT_INTERVAL``, N): on every N-th frame of a camera by seq, and always on a
 keyframe, on the camera's first frame here, on motion onset (the first frame after a still stretch is past the
-interval) and before its tracks could age out (half of ``ARGUS_TRACK_MAX_AGE_S`` since the last detection); the
-decision is argus.motion.should_detect. A frame in between is not decoded, detected, tracked or embedded: the
+interval), while the camera has a track not yet confirmed (a new face: detected on every frame until its track
+has a velocity and its first embeddings; judged on the tracker as the micro-batch starts) and before its tracks
+could age out (half of ``ARGUS_TRACK_MAX_AGE_S`` since the last detection); the decision is
+argus.motion.should_detect. A frame in between is not decoded, detected, tracked or embedded: the
 tracker is simply not fed, its tracks keep their last hit and predict on (they end only after
 ``track_max_age_s`` of capture time without a hit, which the rule above never lets pass), and the frame produces
 no message; it is counted in ``detections_skipped_total{reason="interval"}``. The per-camera state (the last
@@ -150,8 +152,11 @@ class InferenceProcessor:
         known = st.decided.get(m.seq)
         if known is not None:
             return known
+        cam = self.tracker.cameras.get(m.camera_id)
+        young = cam is not None and any(t.hits < self.track_config.min_hits for t in cam.tracks.values())
         due = should_detect(keyframe=m.keyframe, seq=m.seq, ts=m.ts_capture, last_seq=st.last_seq,
-                            last_ts=st.last_ts, interval=self.detect_interval, max_gap_s=self.detect_max_gap_s)
+                            last_ts=st.last_ts, interval=self.detect_interval, max_gap_s=self.detect_max_gap_s,
+                            young_track=young)
         st.decided[m.seq] = due
         while len(st.decided) > _DECIDED_KEPT:
             st.decided.popitem(last=False)

@@ -26,24 +26,25 @@ T0 = 1_767_225_600.0
 GAP = 1.0  # max_gap_s in the table: half of the default track_max_age_s
 
 
-@pytest.mark.parametrize(("keyframe", "seq", "ts", "last_seq", "last_ts", "interval", "expected"), [
-    (False, 11, 2.2, 10, 2.0, 1, True),      # interval 1 (the default): every frame
-    (False, 11, 2.2, 10, 2.0, 3, False),     # 1 frame after the last detection: tracked, not detected
-    (False, 12, 2.4, 10, 2.0, 3, False),     # 2 frames after
-    (False, 13, 2.6, 10, 2.0, 3, True),      # the 3rd frame: due
-    (True, 11, 2.2, 10, 2.0, 3, True),       # a keyframe is always detected
-    (False, 0, 0.0, None, None, 3, True),    # the camera's first frame here (start, partition moved in)
-    (False, 40, 8.0, 10, 2.0, 3, True),      # motion onset: still frames were skipped in ingest, seq jumped
-    (False, 11, 3.1, 10, 2.0, 3, True),      # a 1-fps camera: max_gap_s passed, its tracks must be hit again
-    (False, 11, 2.9, 10, 2.0, 5, False),     # ... not yet
-    (False, 4, 0.8, 10, 2.0, 3, True),       # seq went back (stream restarted): detect, do not guess
-    (False, 10, 2.0, 10, 2.0, 3, True),      # the same seq as the last detection (redelivered): detected again
+@pytest.mark.parametrize(("keyframe", "seq", "ts", "last_seq", "last_ts", "interval", "young", "expected"), [
+    (False, 11, 2.2, 10, 2.0, 1, False, True),      # interval 1 (the default): every frame
+    (False, 11, 2.2, 10, 2.0, 3, False, False),     # 1 frame after the last detection: tracked, not detected
+    (False, 12, 2.4, 10, 2.0, 3, False, False),     # 2 frames after
+    (False, 13, 2.6, 10, 2.0, 3, False, True),      # the 3rd frame: due
+    (True, 11, 2.2, 10, 2.0, 3, False, True),       # a keyframe is always detected
+    (False, 0, 0.0, None, None, 3, False, True),    # the camera's first frame here (start, partition moved in)
+    (False, 40, 8.0, 10, 2.0, 3, False, True),      # motion onset: still frames were skipped in ingest, seq jumped
+    (False, 11, 3.1, 10, 2.0, 3, False, True),      # a 1-fps camera: max_gap_s passed, its tracks must be hit again
+    (False, 11, 2.9, 10, 2.0, 5, False, False),     # ... not yet
+    (False, 4, 0.8, 10, 2.0, 3, False, True),       # seq went back (stream restarted): detect, do not guess
+    (False, 10, 2.0, 10, 2.0, 3, False, True),      # the same seq as the last detection (redelivered): detected again
+    (False, 11, 2.2, 10, 2.0, 3, True, True),       # a track not yet confirmed: detected every frame
 ], ids=["interval 1", "between 1", "between 2", "due", "keyframe", "first frame", "motion onset", "max gap",
-        "under max gap", "seq back", "same seq"])
+        "under max gap", "seq back", "same seq", "young track"])
 def test_interval_decision(keyframe: bool, seq: int, ts: float, last_seq: int | None, last_ts: float | None,
-                           interval: int, expected: bool) -> None:
+                           interval: int, young: bool, expected: bool) -> None:
     assert should_detect(keyframe=keyframe, seq=seq, ts=ts, last_seq=last_seq, last_ts=last_ts, interval=interval,
-                         max_gap_s=GAP) is expected
+                         max_gap_s=GAP, young_track=young) is expected
 
 
 # ---------------------------------------------------------------------------------------------- on a real face
@@ -105,7 +106,8 @@ def test_tracks_survive_the_frames_between_detections_and_the_person_is_still_na
     outs += inference.process([_item(TOPIC_FRAMES, f, f.seq) for f in frames[7:]])
     faces = [o.message for o in outs if isinstance(o, Output) and isinstance(o.message, FacesV3)]
 
-    detected = [seq for seq in range(FRAMES) if seq % INTERVAL == 0]
+    # the new track is detected on every frame until confirmed (min_hits 3), then every INTERVAL-th frame
+    detected = [0, 1, 2, *range(2 + INTERVAL, FRAMES, INTERVAL)]
     assert [f.seq for f in faces] == detected  # nothing published for the frames in between
     skipped = reg.get_sample_value("argus_inference_detections_skipped_total", {"reason": "interval"})
     assert skipped == FRAMES - len(detected)
@@ -115,6 +117,7 @@ def test_tracks_survive_the_frames_between_detections_and_the_person_is_still_na
     assert all(len(f.faces) == 1 for f in faces)
     assert {face.track_id for f in faces for face in f.faces} == {"cam:0:0"}  # one track across the gaps
     assert not [e for f in faces for e in f.ended]  # 0.6 s between hits never ages it out (track_max_age_s 2 s)
+    assert [face.track_state for f in faces for face in f.faces][-1] == "confirmed"
     assert any(face.embedded for f in faces for face in f.faces)
 
     matches = [o.message for o in matcher.process([_item(TOPIC_FACES, f, i) for i, f in enumerate(faces)])
