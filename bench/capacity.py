@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from bench.common import REPO_ROOT, BenchError, Context, Result, load_avg
+from bench.common import REPO_ROOT, BenchError, Context, Result, children_map, load_avg
 
 AREA = "capacity"
 DEMO_CAMERAS = REPO_ROOT / "assets" / "demo" / "cameras.toml"
@@ -226,20 +226,6 @@ def steady_window(samples: Sequence[tuple[float, float, float]], lo: float = 0.1
 
 # ============================================================================================== /proc
 
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        kids.setdefault(ppid, []).append(int(d))
-    return kids
-
-
 def cpu_s(pid: int) -> float | None:
     """utime + stime of one process in seconds (its own threads; reaped children are not counted)."""
     try:
@@ -251,7 +237,7 @@ def cpu_s(pid: int) -> float | None:
 
 
 def tree_cpu_s(pid: int, kids: Mapping[int, list[int]] | None = None) -> float | None:
-    kids = _children_map() if kids is None else kids
+    kids = children_map() if kids is None else kids
     root = cpu_s(pid)
     if root is None:
         return None
@@ -569,7 +555,7 @@ def load_run(ctx: Context, *, kafka: str, mongo: str, registry: Path, expected_f
     t0 = time.monotonic()
 
     def sample() -> None:
-        kids = _children_map()
+        kids = children_map()
         t = time.monotonic() - t0
         for s, p in cluster.procs.items():
             if p.pid is None:
@@ -607,11 +593,11 @@ def load_run(ctx: Context, *, kafka: str, mongo: str, registry: Path, expected_f
         sample()
         # idle burn: CPU over a few seconds with no traffic; a stage whose counter still moved (the run timed out
         # before it drained) is not idle, and gets the smallest idle burn measured among the others
-        kids = _children_map()
+        kids = children_map()
         c0 = {s: tree_cpu_s(p.pid, kids) if p.pid else None for s, p in cluster.procs.items()}
         n0 = {s: series[s].samples[-1][2] if series[s].samples else 0.0 for s in STAGE_NAMES}
         time.sleep(idle_s)
-        kids = _children_map()
+        kids = children_map()
         busy: list[str] = []
         for s, p in cluster.procs.items():
             c1 = tree_cpu_s(p.pid, kids) if p.pid else None

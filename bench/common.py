@@ -246,3 +246,19 @@ class Cycle(Generic[T]):
 def single_thread_cv2() -> None:
     """OpenCV per core: one thread, so figures are per core and do not fight the other benchmark threads."""
     cv2.setNumThreads(1)
+
+
+def children_map() -> dict[int, list[int]]:
+    """Parent pid → child pids, from ``/proc``: a stage's or server's cost includes its children (Triton's backend
+    stubs, a JVM's launcher), so the soak and capacity areas read whole process trees."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])  # after "pid (comm) state": ppid
+        kids.setdefault(ppid, []).append(int(d))
+    return kids

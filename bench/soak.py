@@ -37,7 +37,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import shutil
 import statistics
 import sys
@@ -60,7 +59,7 @@ from argus.runtime.resources import Resources
 from argus.schemas import TOPIC_DEADLETTER
 from argus.topology import INPUT_TOPICS, consumer_group
 from argus_dev.cluster import LocalCluster, Servers
-from bench.common import REPO_ROOT, BenchError, Context, Result, load_avg, machine_info
+from bench.common import REPO_ROOT, BenchError, Context, Result, children_map, load_avg, machine_info
 
 AREA = "soak"
 DEMO_CAMERAS = REPO_ROOT / "assets" / "demo" / "cameras.toml"
@@ -183,20 +182,6 @@ def counter_total(text: str, name: str) -> float:
 
 # ------------------------------------------------------------------------------------------------- /proc
 
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])  # after "pid (comm) state": ppid
-        kids.setdefault(ppid, []).append(int(d))
-    return kids
-
-
 def rss_mb(pid: int) -> float | None:
     """VmRSS of one process in MB (MiB), None when it is gone."""
     try:
@@ -307,7 +292,7 @@ def _sample(t: float, cluster: LocalCluster, servers: ServerProcs, bus: KafkaBus
             log: Callable[[str], None]) -> Sample:
     """One point of every series. A stage too busy to answer /metrics in time (the machine is shared) or a lag
     read that fails keeps the previous value / a gap: a slow probe is not the end of a soak."""
-    kids = _children_map()
+    kids = children_map()
     rss = {f"stage:{s}": tree_rss_mb(p.pid, kids)[0] if p.pid is not None and p.alive else None
            for s, p in cluster.procs.items()}
     rss.update({f"server:{n}": tree_rss_mb(pid, kids)[0] for n, pid in servers.pids.items()})

@@ -163,7 +163,7 @@ def test_every_frame_read_is_published_dropped_analysed_or_waiting(
 
 
 def test_rss_of_a_process_tree_counts_its_children(tmp_path: Path) -> None:
-    from bench.soak import _children_map
+    from bench.common import children_map as _children_map
 
     code = "import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', " \
            "'b = b\"x\" * (64 << 20); import time; time.sleep(60)']); time.sleep(60)"
