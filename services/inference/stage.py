@@ -15,11 +15,11 @@ The load is counted in ``detector_images_total`` / ``detector_pixels_total`` by 
 
 When the detector runs (``ARGUS_DETECT_INTERVAL``, N): on every N-th frame of a camera by seq, and always on a
 keyframe, on the camera's first frame here, on motion onset (the first frame after a still stretch is past the
-interval), while the camera has a track not yet confirmed (a new face: detected on every frame until its track
-has a velocity and its first embeddings; judged on the tracker as the micro-batch starts) and before its tracks
-could age out (half of ``ARGUS_TRACK_MAX_AGE_S`` since the last detection); the decision is
-argus.motion.should_detect. A frame in between is not decoded, detected, tracked or embedded: the
-tracker is simply not fed, its tracks keep their last hit and predict on (they end only after
+interval) and before its tracks could age out (half of ``ARGUS_TRACK_MAX_AGE_S`` since the last detection); in
+between, a camera with a track not yet confirmed is detected only in crops around those young tracks (a new face
+is seen on every frame until its track has a velocity and its first embeddings; judged on the tracker as the
+micro-batch starts). The decision is argus.motion.should_detect. A frame in between is not decoded, detected,
+tracked or embedded: the tracker is simply not fed, its tracks keep their last hit and predict on (they end only after
 ``track_max_age_s`` of capture time without a hit, which the rule above never lets pass), and the frame produces
 no message; it is counted in ``detections_skipped_total{reason="interval"}``. The per-camera state (the last
 detected seq and capture time, and the recent decisions, so a redelivered frame gets the same answer) lives in
@@ -46,12 +46,12 @@ from argus.faces.pipeline import BatchEmotions, FrameEmotions, FrameFaces, Regio
 from argus.faces.tta import MAX_VIEWS
 from argus.imaging import decode_jpeg, encode_jpeg
 from argus.metrics import StageMetrics
-from argus.motion import detection_regions, should_detect
+from argus.motion import DetectMode, detection_regions, should_detect
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output, Reject, StageRunner
 from argus.schemas import TOPIC_FACES, EndedTrackV2, FacesV3, FaceV3, FrameV2, Quality, embedding_bytes
 from argus.topology import INPUT_TOPICS, OUTPUT_TOPICS
-from argus.tracking import FrameResult, Tracker, TrackerConfig, face_score, should_embed
+from argus.tracking import FrameResult, Track, Tracker, TrackerConfig, face_score, should_embed
 
 
 class InferenceProcessor:
@@ -106,10 +106,12 @@ class InferenceProcessor:
     def process(self, items: Sequence[Item[FrameV2]]) -> list[Output | Reject]:
         out: list[Output | Reject] = []
         good: list[Item[FrameV2]] = []
+        modes: list[DetectMode] = []
         images: list[np.ndarray] = []
         for it in items:
             m = it.message
-            if not self._due(m):
+            mode = self._due(m)
+            if mode == "skip":
                 self.detections_skipped.labels("interval").inc()
                 continue
             try:
@@ -119,10 +121,12 @@ class InferenceProcessor:
                 continue
             good.append(it)
             images.append(img)
+            modes.append(mode)
         if not images:
             return out
         t0 = time.perf_counter()
-        regions = [self._regions(it.message, img) for it, img in zip(good, images, strict=True)]
+        regions = [self._regions(it.message, img, young_only=mode == "young_tracks")
+                   for it, img, mode in zip(good, images, modes, strict=True)]
         located = self.pipeline.locate(images, regions=regions)
         pending: dict[str, _Budget] = {}  # embeddings chosen earlier in this batch, not yet recorded by the tracker
         plans = [self._track(it.message, faces, pending) for it, faces in zip(good, located, strict=True)]
@@ -146,32 +150,38 @@ class InferenceProcessor:
         self.tracks_active.set(sum(len(c.tracks) for c in self.tracker.cameras.values()))
         return out
 
-    def _due(self, m: FrameV2) -> bool:
+    def _due(self, m: FrameV2) -> DetectMode:
         """Whether this frame is detected (argus.motion.should_detect); a redelivered frame gets its first answer."""
         st = self.detect_state.setdefault(m.camera_id, _DetectState())
         known = st.decided.get(m.seq)
         if known is not None:
             return known
         cam = self.tracker.cameras.get(m.camera_id)
-        young = cam is not None and any(t.hits < self.track_config.min_hits for t in cam.tracks.values())
+        young = cam is not None and any(self._young(t) for t in cam.tracks.values())
         due = should_detect(keyframe=m.keyframe, seq=m.seq, ts=m.ts_capture, last_seq=st.last_seq,
                             last_ts=st.last_ts, interval=self.detect_interval, max_gap_s=self.detect_max_gap_s,
                             young_track=young)
         st.decided[m.seq] = due
         while len(st.decided) > _DECIDED_KEPT:
             st.decided.popitem(last=False)
-        if due:  # a corrupt frame counts too: the next one is due by seq or by max_gap_s all the same
+        if due == "detect":  # a corrupt frame counts too: the next one is due by seq or by max_gap_s all the same
             st.last_seq, st.last_ts = m.seq, m.ts_capture
         return due
 
-    def _regions(self, m: FrameV2, img: np.ndarray) -> tuple[Region, ...] | None:
-        """Where to detect on this frame (argus.motion.detection_regions), counted as detector load."""
+    def _young(self, t: Track) -> bool:
+        return t.hits < self.track_config.min_hits
+
+    def _regions(self, m: FrameV2, img: np.ndarray, *, young_only: bool = False) -> tuple[Region, ...] | None:
+        """Where to detect on this frame (argus.motion.detection_regions), counted as detector load; ``young_only``:
+        around the camera's young tracks alone (a frame between two detections at the interval)."""
         h, w = img.shape[:2]
         regions = None
-        if self.detect_regions and not m.keyframe:
+        if (self.detect_regions and not m.keyframe) or young_only:
             cam = self.tracker.cameras.get(m.camera_id)
-            tracked = [tuple(float(v) for v in t.predict(m.ts_capture)) for t in cam.tracks.values()] if cam else []
-            regions = detection_regions(keyframe=False, motion=m.motion, tracked=tracked, frame_shape=(h, w))
+            tracks = [t for t in cam.tracks.values() if not young_only or self._young(t)] if cam else []
+            tracked = [tuple(float(v) for v in t.predict(m.ts_capture)) for t in tracks]
+            regions = detection_regions(keyframe=False, motion=() if young_only else m.motion, tracked=tracked,
+                                        frame_shape=(h, w))
         if regions is None:
             self.detector_images.labels("full").inc()
             self.detector_pixels.labels("full").inc(h * w)
@@ -253,7 +263,7 @@ class _DetectState:
 
     last_seq: int | None = None
     last_ts: float | None = None
-    decided: OrderedDict[int, bool] = field(default_factory=OrderedDict)
+    decided: OrderedDict[int, DetectMode] = field(default_factory=OrderedDict)
 
 
 @dataclass(kw_only=True)

@@ -340,24 +340,29 @@ def detection_regions(*, keyframe: bool, motion: Sequence[Sequence[float]], trac
     return crops
 
 
+DetectMode = Literal["detect", "young_tracks", "skip"]
+
+
 def should_detect(*, keyframe: bool, seq: int, ts: float, last_seq: int | None, last_ts: float | None,
-                  interval: int, max_gap_s: float, young_track: bool = False) -> bool:
-    """Whether inference runs the detector on this frame of a camera, or lets its tracks carry it (DeepStream's
-    "detect at an interval, track in between").
+                  interval: int, max_gap_s: float, young_track: bool = False) -> DetectMode:
+    """Whether inference runs the detector on this frame of a camera (``detect``), only around its young tracks
+    (``young_tracks``), or lets its tracks carry it (``skip``: DeepStream's "detect at an interval, track in
+    between").
 
     ``last_seq`` / ``last_ts`` are the camera's last *detected* frame (``None``: none yet in this replica). The
     detector runs on every ``interval``-th frame by camera seq (``interval <= 1``: every frame, the default), and
     always on a keyframe (the periodic full-frame pass, a light change), on the camera's first frame here (a
     partition that just moved in), on a seq that went back (a restarted stream: detect, do not guess), and once
     ``max_gap_s`` of capture time passed since the last detection — so however low a camera's fps, its tracks
-    are hit again before ``track_max_age_s`` ends them — and while the camera has a ``young_track`` (not yet
-    confirmed): a new face is detected on every frame until its track has the hits that give it a velocity (the
-    prediction that carries it across the gaps) and its first embeddings (a quick first decision). Seq, not a
+    are hit again before ``track_max_age_s`` ends them. Between those, a camera with a ``young_track`` (not yet
+    confirmed) is detected around its young tracks only: a new face is seen on every frame until its track has
+    the hits that give it a velocity (the prediction that carries it across the gaps) and its first embeddings (a
+    quick first decision), while a busy camera's confirmed tracks still skip. Seq, not a
     count of arriving frames: after a still stretch skipped in ingest the first moving frame is past the
     interval, so motion onset is always detected.
     """
-    if interval <= 1 or keyframe or young_track or last_seq is None or last_ts is None:
-        return True
-    if seq <= last_seq:
-        return True
-    return seq - last_seq >= interval or ts - last_ts >= max_gap_s
+    if interval <= 1 or keyframe or last_seq is None or last_ts is None or seq <= last_seq:
+        return "detect"
+    if seq - last_seq >= interval or ts - last_ts >= max_gap_s:
+        return "detect"
+    return "young_tracks" if young_track else "skip"

@@ -16,7 +16,7 @@ from argus.gallery.base import Person
 from argus.gallery.memory import MemoryGallery
 from argus.imaging import decode_jpeg, encode_jpeg
 from argus.metrics import StageMetrics
-from argus.motion import should_detect
+from argus.motion import DetectMode, should_detect
 from argus.runtime.resources import Resources
 from argus.runtime.runner import Item, Output
 from argus.schemas import TOPIC_FACES, TOPIC_FRAMES, FacesV3, FrameV2, MatchesV3, encode
@@ -27,24 +27,25 @@ GAP = 1.0  # max_gap_s in the table: half of the default track_max_age_s
 
 
 @pytest.mark.parametrize(("keyframe", "seq", "ts", "last_seq", "last_ts", "interval", "young", "expected"), [
-    (False, 11, 2.2, 10, 2.0, 1, False, True),      # interval 1 (the default): every frame
-    (False, 11, 2.2, 10, 2.0, 3, False, False),     # 1 frame after the last detection: tracked, not detected
-    (False, 12, 2.4, 10, 2.0, 3, False, False),     # 2 frames after
-    (False, 13, 2.6, 10, 2.0, 3, False, True),      # the 3rd frame: due
-    (True, 11, 2.2, 10, 2.0, 3, False, True),       # a keyframe is always detected
-    (False, 0, 0.0, None, None, 3, False, True),    # the camera's first frame here (start, partition moved in)
-    (False, 40, 8.0, 10, 2.0, 3, False, True),      # motion onset: still frames were skipped in ingest, seq jumped
-    (False, 11, 3.1, 10, 2.0, 3, False, True),      # a 1-fps camera: max_gap_s passed, its tracks must be hit again
-    (False, 11, 2.9, 10, 2.0, 5, False, False),     # ... not yet
-    (False, 4, 0.8, 10, 2.0, 3, False, True),       # seq went back (stream restarted): detect, do not guess
-    (False, 10, 2.0, 10, 2.0, 3, False, True),      # the same seq as the last detection (redelivered): detected again
-    (False, 11, 2.2, 10, 2.0, 3, True, True),       # a track not yet confirmed: detected every frame
-], ids=["interval 1", "between 1", "between 2", "due", "keyframe", "first frame", "motion onset", "max gap",
-        "under max gap", "seq back", "same seq", "young track"])
+    (False, 11, 2.2, 10, 2.0, 1, False, "detect"),      # interval 1 (the default): every frame
+    (False, 11, 2.2, 10, 2.0, 3, False, "skip"),     # 1 frame after the last detection: tracked, not detected
+    (False, 12, 2.4, 10, 2.0, 3, False, "skip"),     # 2 frames after
+    (False, 13, 2.6, 10, 2.0, 3, True, "detect"),    # due: the whole frame (its regions), young tracks or not
+    (False, 13, 2.6, 10, 2.0, 3, False, "detect"),      # the 3rd frame: due
+    (True, 11, 2.2, 10, 2.0, 3, False, "detect"),       # a keyframe is always detected
+    (False, 0, 0.0, None, None, 3, False, "detect"),    # the camera's first frame here (start, partition moved in)
+    (False, 40, 8.0, 10, 2.0, 3, False, "detect"),      # motion onset: still frames were skipped in ingest, seq jumped
+    (False, 11, 3.1, 10, 2.0, 3, False, "detect"),      # a 1-fps camera: max_gap_s passed, its tracks must be hit again
+    (False, 11, 2.9, 10, 2.0, 5, False, "skip"),     # ... not yet
+    (False, 4, 0.8, 10, 2.0, 3, False, "detect"),       # seq went back (stream restarted): detect, do not guess
+    (False, 10, 2.0, 10, 2.0, 3, False, "detect"),      # the last detection's seq again (redelivered)
+    (False, 11, 2.2, 10, 2.0, 3, True, "young_tracks"),  # a track not yet confirmed: around it only
+], ids=["interval 1", "between 1", "between 2", "young track, due", "due", "keyframe", "first frame",
+        "motion onset", "max gap", "under max gap", "seq back", "same seq", "young track"])
 def test_interval_decision(keyframe: bool, seq: int, ts: float, last_seq: int | None, last_ts: float | None,
-                           interval: int, young: bool, expected: bool) -> None:
+                           interval: int, young: bool, expected: DetectMode) -> None:
     assert should_detect(keyframe=keyframe, seq=seq, ts=ts, last_seq=last_seq, last_ts=last_ts, interval=interval,
-                         max_gap_s=GAP, young_track=young) is expected
+                         max_gap_s=GAP, young_track=young) == expected
 
 
 # ---------------------------------------------------------------------------------------------- on a real face
@@ -106,8 +107,9 @@ def test_tracks_survive_the_frames_between_detections_and_the_person_is_still_na
     outs += inference.process([_item(TOPIC_FRAMES, f, f.seq) for f in frames[7:]])
     faces = [o.message for o in outs if isinstance(o, Output) and isinstance(o.message, FacesV3)]
 
-    # the new track is detected on every frame until confirmed (min_hits 3), then every INTERVAL-th frame
-    detected = [0, 1, 2, *range(2 + INTERVAL, FRAMES, INTERVAL)]
+    # the new track is detected on every frame until confirmed (min_hits 3: frames 1, 2 around it only), and the
+    # frame every INTERVAL-th one
+    detected = [0, 1, 2, *range(INTERVAL, FRAMES, INTERVAL)]
     assert [f.seq for f in faces] == detected  # nothing published for the frames in between
     skipped = reg.get_sample_value("argus_inference_detections_skipped_total", {"reason": "interval"})
     assert skipped == FRAMES - len(detected)
