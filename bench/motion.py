@@ -11,7 +11,7 @@ and alerter processors of services/, with their trackers, gallery and event stor
   tracks, keyframes whole;
 - **gated + interval**: the same and ``ARGUS_DETECT_INTERVAL=3`` — inference detects every 3rd frame of the
   camera (keyframes and motion onset always) and lets the tracker carry the two in between (not decoded, detected
-  or embedded).
+  or embedded; a camera with a track of one hit is detected around that track only).
 
 The headline results ``cameras_per_node_quiet`` / ``_busy`` report the configuration recommended as default: gated +
 interval when it keeps every alert on every scene (same alerts, zero missed listed visits, no false alert), else

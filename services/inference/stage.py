@@ -16,7 +16,7 @@ The load is counted in ``detector_images_total`` / ``detector_pixels_total`` by 
 When the detector runs (``ARGUS_DETECT_INTERVAL``, N): on every N-th frame of a camera by seq, and always on a
 keyframe, on the camera's first frame here, on motion onset (the first frame after a still stretch is past the
 interval) and before its tracks could age out (half of ``ARGUS_TRACK_MAX_AGE_S`` since the last detection); in
-between, a camera with a track not yet confirmed is detected only in crops around those young tracks (a new face
+between, a camera with a track of one hit is detected only in crops around those young tracks (a new face
 is seen on every frame until its track has a velocity and its first embeddings; judged on the tracker as the
 micro-batch starts). The decision is argus.motion.should_detect. A frame in between is not decoded, detected,
 tracked or embedded: the tracker is simply not fed, its tracks keep their last hit and predict on (they end only after
@@ -169,7 +169,8 @@ class InferenceProcessor:
         return due
 
     def _young(self, t: Track) -> bool:
-        return t.hits < self.track_config.min_hits
+        """A track with one hit: no velocity yet to carry it across a gap, and its first embeddings still to come."""
+        return t.hits < _YOUNG_HITS
 
     def _regions(self, m: FrameV2, img: np.ndarray, *, young_only: bool = False) -> tuple[Region, ...] | None:
         """Where to detect on this frame (argus.motion.detection_regions), counted as detector load; ``young_only``:
@@ -254,6 +255,7 @@ class InferenceProcessor:
         pass
 
 
+_YOUNG_HITS = 2  # hits that give a track a velocity (and, with initial_embeddings 2, its first two embeddings)
 _DECIDED_KEPT = 256  # per camera: recent frames' detect decisions, replayed to a redelivered frame
 
 

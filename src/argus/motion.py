@@ -354,10 +354,10 @@ def should_detect(*, keyframe: bool, seq: int, ts: float, last_seq: int | None, 
     always on a keyframe (the periodic full-frame pass, a light change), on the camera's first frame here (a
     partition that just moved in), on a seq that went back (a restarted stream: detect, do not guess), and once
     ``max_gap_s`` of capture time passed since the last detection — so however low a camera's fps, its tracks
-    are hit again before ``track_max_age_s`` ends them. Between those, a camera with a ``young_track`` (not yet
-    confirmed) is detected around its young tracks only: a new face is seen on every frame until its track has
-    the hits that give it a velocity (the prediction that carries it across the gaps) and its first embeddings (a
-    quick first decision), while a busy camera's confirmed tracks still skip. Seq, not a
+    are hit again before ``track_max_age_s`` ends them. Between those, a camera with a ``young_track`` (the caller's
+    judgement; inference: a track of one hit) is detected around its young tracks only: a new face is seen again
+    on the next frame, which gives its track a velocity (the prediction that carries it across the gaps) and its
+    first embeddings (a quick first decision), while a busy camera's older tracks still skip. Seq, not a
     count of arriving frames: after a still stretch skipped in ingest the first moving frame is past the
     interval, so motion onset is always detected.
     """
