@@ -33,6 +33,7 @@ value = st.one_of(
     st.floats().map(str),
     st.sampled_from(["", " ", "0", "1", "-1", "true", "false", "yes", "none", "null", "nan", "inf", "1e400", "[]", "{}",
                      "memory", "kafka", "onnxruntime", "triton", "sqlite", "mongodb", "faiss", "mtcnn", "blazeface",
+                     "centerface",
                      "flat", "hnsw", "DEBUG", "info", "log,webhook", "webhook", "log, kafka ,", '["log"]',
                      '{"vip": 0.8}', '{"gate-3": 2}', "65535", "65536", "/tmp/x", "~nobody/x"]),
     json_values.map(json.dumps),
