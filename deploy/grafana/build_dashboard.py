@@ -66,9 +66,12 @@ def panels() -> list[dict[str, Any]]:
               "sees motion all the time: a swaying tree wants a motion_mask in the registry."),
         panel("Detector load (images/s, Mpixel/s)",
               [("sum by (kind) (rate(argus_inference_detector_images_total[1m]))", "images {{kind}}"),
-               ("sum by (kind) (rate(argus_inference_detector_pixels_total[1m])) / 1e6", "Mpixel {{kind}}")], "none",
+               ("sum by (kind) (rate(argus_inference_detector_pixels_total[1m])) / 1e6", "Mpixel {{kind}}"),
+               ("sum by (reason) (rate(argus_inference_detections_skipped_total[1m]))", "skipped ({{reason}})")],
+              "none",
               "What the face detector runs on: whole frames (full: keyframes, gating off) and model-sized crops "
-              "around motion and open tracks (crop). MTCNN's time follows the pixels."),
+              "around motion and open tracks (crop). MTCNN's time follows the pixels. Skipped (interval): frames "
+              "between two detections at ARGUS_DETECT_INTERVAL, carried by the camera's tracks."),
         panel("Camera faults (last 5 min)",
               [("sum by (camera) (increase(argus_ingest_watchdog_trips_total[5m]))", "hung reads {{camera}}"),
                ("sum by (camera) (increase(argus_ingest_read_errors_total[5m]))", "open/read errors {{camera}}")],

@@ -81,6 +81,7 @@ class InferenceProcessor:
         self.detections_skipped = metrics.counter(
             "detections_skipped_total", "Published frames the detector did not run on, by reason (interval: "
             "between two detections at ARGUS_DETECT_INTERVAL; the camera's tracks carry them).", ("reason",))
+        self.detections_skipped.labels("interval")  # the series exists from the start: 0, not no data
         self.detector_images = metrics.counter(
             "detector_images_total", "Images the detector ran on, by kind: full (a whole frame: keyframes, gating "
             "off) or crop (a model-sized crop around motion and open tracks).", ("kind",))

@@ -22,7 +22,7 @@ import time
 
 from argus.errors import TransientError
 from argus.imaging import encode_jpeg
-from argus.ingest.gating import UNGATED, CameraGates
+from argus.ingest.gating import SKIP_REASONS, UNGATED, CameraGates
 from argus.ingest.health import CameraHealthRecorder
 from argus.ingest.reader import ReaderGroup, ReaderStats
 from argus.ingest.sources import CapturedFrame
@@ -81,6 +81,10 @@ class IngestService:
         self.keyframes = m.counter("keyframes_total", "Frames published for a full-frame detection (gating on: the "
                                    "periodic pass, first frame, light change).", ("camera",))
         self.motion_seconds = m.histogram("motion_seconds", "Motion gate time per frame (gating on).")
+        for src in sources:  # every camera's series from the start: a panel reads 0 ("nothing skipped"), not no data
+            for reason in SKIP_REASONS:
+                self.skipped.labels(src.camera_id, reason)
+            self.keyframes.labels(src.camera_id)
         m.gauge("cameras", "Cameras this ingest replica reads (its shard of the registry).").set(len(sources))
         self.health_write_failures = m.counter(
             "health_write_failures_total", "Camera health documents the event store did not take (ingest goes on).")
