@@ -9,8 +9,8 @@ and alerter processors of services/, with their trackers, gallery and event stor
 - **gated**: ``ARGUS_MOTION_GATING=true`` (keyframe every ``ARGUS_MOTION_KEYFRAME_S``, 5 s) and
   ``ARGUS_DETECT_REGIONS=true`` — still frames skipped in ingest, the rest detected in crops around motion and
   tracks, keyframes whole;
-- **gated + interval**: the same and ``ARGUS_DETECT_INTERVAL=3`` — inference detects every 3rd frame of the
-  camera (keyframes and motion onset always) and lets the tracker carry the two in between (not decoded, detected
+- **gated + interval**: the same and ``ARGUS_DETECT_INTERVAL=4`` — inference detects every 4th frame of the
+  camera (keyframes and motion onset always) and lets the tracker carry the three in between (not decoded, detected
   or embedded; a camera with a track of one hit is detected around that track only).
 
 The headline results ``cameras_per_node_quiet`` / ``_busy`` report the configuration recommended as default: gated +
@@ -72,7 +72,7 @@ FPS = 5.0
 LISTED = "default"
 VISIBLE_PX = 24.0  # a visit counts from its first face this big and not occluded (argus.trackeval's rule)
 COOLDOWN_S = 60.0
-DETECT_INTERVAL = 3  # the gated + interval lane: 0.6 s between detections at 5 fps (tracks end after 2 s)
+DETECT_INTERVAL = 4  # the gated + interval lane: 0.8 s between detections at 5 fps (tracks end after 2 s)
 LANES: dict[str, dict[str, Any]] = {"per_frame": {"gating": False}, "gated": {"gating": True},
                                     "gated_interval": {"gating": True, "detect_interval": DETECT_INTERVAL}}
 QUIET_WINDOW = (240, 420)  # long_empty frames: 48-84 s, the subject passes at ~60-65 s
