@@ -195,8 +195,9 @@ class Settings(BaseSettings):
         default=True, description="Inference detects on a gated frame only in model-sized crops around its motion "
                                   "and the camera's open tracks (off: the whole frame of every published frame).")
     detect_interval: int = Field(
-        default=1, ge=1, le=50, description="Inference runs the detector on every N-th frame of a camera (keyframes "
-                                            "always); the camera's tracks carry the frames in between (1: every frame).")
+        default=1, ge=1, le=50,
+        description="Inference runs the detector on every N-th frame of a camera (keyframes always); the camera's "
+                    "tracks carry the frames in between (1: every frame).")
     ingest_files_realtime: bool = Field(
         default=True, description="Pace video files like live cameras (false: as fast as decoding, for replays)."
     )
