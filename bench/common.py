@@ -59,11 +59,17 @@ class Result:
 
     def as_json(self, machine: dict[str, Any]) -> dict[str, Any]:
         ratio = self.ratio
+        skipped = self.skipped
+        if skipped is None and (self.value is None or self.baseline_value is None):
+            skipped = "nothing to measure in this run (e.g. no face of that size in the scene)"
+        elif skipped is None and self.baseline_value == 0:
+            # a count the run had nothing for (no faces in a quick window): the figure stands, a ratio does not
+            skipped = f"baseline is 0 in this run ({self.baseline}): no ratio"
         return {
             "bench": self.bench, "name": self.name, "value": _round(self.value), "unit": self.unit,
             "baseline": self.baseline, "baseline_value": _round(self.baseline_value),
             "ratio": _round(ratio), "target": self.target, "meets_target": self.meets_target,
-            "params": self.params, "note": self.note, "skipped": self.skipped, "machine": machine,
+            "params": self.params, "note": self.note, "skipped": skipped, "machine": machine,
         }
 
 
