@@ -33,3 +33,16 @@ def wait(cond: Any, what: str, timeout_s: float = 300.0) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def topic_values(bootstrap: str, topic: str) -> list[bytes]:
+    """Every record value on ``topic`` from the start, without joining a group: what the e2e tests count their alerts
+    and duplicates by."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    try:
+        return [r.value for r in consumer]
+    finally:
+        consumer.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import CAMERA_IDS, DEMO_CAMERAS, cameras_toml, wait
+from e2e_helpers import CAMERA_IDS, DEMO_CAMERAS, cameras_toml, topic_values, wait
 
 from argus.demo import enroll_demo_watchlist
 from argus.faces.embedder import DEFAULT_MATCH_THRESHOLD
@@ -77,14 +77,7 @@ def _who_where(db: Any, collection: str) -> list[tuple[str, str]]:
 
 
 def _alerts_on_topic(cluster: LocalCluster) -> list[str]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(TOPIC_ALERTS, bootstrap_servers=cluster.servers.kafka, group_id=None,
-                             auto_offset_reset="earliest", consumer_timeout_ms=3000, enable_auto_commit=False)
-    try:
-        return [decode(r.value, AlertV3).alert_id for r in consumer]
-    finally:
-        consumer.close()
+    return [decode(v, AlertV3).alert_id for v in topic_values(cluster.servers.kafka, TOPIC_ALERTS)]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import CAMERA_IDS, DEMO_CAMERAS, ROOT, cameras_toml, wait
+from e2e_helpers import CAMERA_IDS, DEMO_CAMERAS, ROOT, cameras_toml, topic_values, wait
 
 from argus.demo import enroll_demo_watchlist
 from argus.runtime.resources import Resources
@@ -123,14 +123,7 @@ def _stage_fault_cluster(kafka: Endpoint, triton: Endpoint, mongo: Endpoint, tmp
 
 
 def _alert_ids_on_topic(cluster: LocalCluster) -> list[str]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(TOPIC_ALERTS, bootstrap_servers=cluster.servers.kafka, group_id=None,
-                             auto_offset_reset="earliest", consumer_timeout_ms=3000, enable_auto_commit=False)
-    try:
-        return [decode(r.value, AlertV3).alert_id for r in consumer]
-    finally:
-        consumer.close()
+    return [decode(v, AlertV3).alert_id for v in topic_values(cluster.servers.kafka, TOPIC_ALERTS)]
 
 
 def _outcome(cluster: LocalCluster, mongo: Endpoint, database: str) -> dict[str, Any]:

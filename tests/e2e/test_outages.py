@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import CAMERA_IDS, cameras_toml, wait
+from e2e_helpers import CAMERA_IDS, cameras_toml, topic_values, wait
 
 from argus.demo import enroll_demo_watchlist
 from argus.runtime.resources import Resources
@@ -109,7 +109,6 @@ class Watch:
 
 def _outcome(cluster: LocalCluster, database: str) -> dict[str, Any]:
     """What the alert sinks got: the stored alerts (MongoDB) and every alert record on the alerts topic."""
-    from kafka import KafkaConsumer
     from pymongo import MongoClient
 
     client: Any = MongoClient(cluster.servers.mongo_uri, serverSelectionTimeoutMS=5000)
@@ -117,19 +116,10 @@ def _outcome(cluster: LocalCluster, database: str) -> dict[str, Any]:
         stored = list(client[database].alerts.find({}, {"camera_id": 1, "person_id": 1}))
     finally:
         client.close()
-    consumer = KafkaConsumer(TOPIC_ALERTS, bootstrap_servers=cluster.servers.kafka, group_id=None,
-                             auto_offset_reset="earliest", consumer_timeout_ms=3000, enable_auto_commit=False)
-    try:
-        on_topic = [decode(r.value, AlertV3).alert_id for r in consumer]
-    finally:
-        consumer.close()
-    consumer = KafkaConsumer(TOPIC_DEADLETTER, bootstrap_servers=cluster.servers.kafka, group_id=None,
-                             auto_offset_reset="earliest", consumer_timeout_ms=3000, enable_auto_commit=False)
-    try:  # why, when there are any: the stage and the error, which is what one needs to fix it
-        why = sorted({f"{d.stage}: {d.error_kind}: {d.error[:160]}" for d in
-                      (decode(r.value, DeadLetterV1) for r in consumer)})
-    finally:
-        consumer.close()
+    on_topic = [decode(v, AlertV3).alert_id for v in topic_values(cluster.servers.kafka, TOPIC_ALERTS)]
+    # why, when there are any: the stage and the error, which is what one needs to fix it
+    why = sorted({f"{d.stage}: {d.error_kind}: {d.error[:160]}" for d in
+                  (decode(v, DeadLetterV1) for v in topic_values(cluster.servers.kafka, TOPIC_DEADLETTER))})
     return {"delivered": sorted((a["camera_id"], a["person_id"]) for a in stored),
             "stored_ids": sorted(a["_id"] for a in stored), "topic_ids": on_topic,
             "dead_letters": sum(cluster.end_offsets(TOPIC_DEADLETTER)), "dead_letter_reasons": why,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import CAMERA_IDS, cameras_toml, wait
+from e2e_helpers import CAMERA_IDS, cameras_toml, topic_values, wait
 
 from argus.demo import enroll_demo_watchlist
 from argus.runtime.drain import DrainCheck
@@ -51,14 +51,7 @@ def _cluster(servers: Servers, tmp: Path, database: str, replicas: dict[str, int
 
 
 def _ids_on(cluster: LocalCluster, topic: str) -> list[bytes]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(topic, bootstrap_servers=cluster.servers.kafka, group_id=None,
-                             auto_offset_reset="earliest", consumer_timeout_ms=3000, enable_auto_commit=False)
-    try:
-        return [r.value for r in consumer]
-    finally:
-        consumer.close()
+    return topic_values(cluster.servers.kafka, topic)
 
 
 def _outcome(cluster: LocalCluster, database: str) -> dict[str, Any]:
